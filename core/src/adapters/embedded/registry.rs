@@ -1,0 +1,361 @@
+//! The instance registry on a local SQLite file.
+//!
+//! SQLite is the durable truth. Instances are also held in memory, loaded at open and updated after
+//! every committed write, because `list` and every authenticated request read them: this process is
+//! their only writer (the CLI writes accounts only, which are always read from SQLite, so an account
+//! added while the server runs is seen at once). Writes run on the blocking pool behind one writer
+//! lock, so a read-modify-write of an instance cannot lose a concurrent one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use crate::domain::{
+    Account, AccountId, AccountLimits, ConnectOutcome, ConnectRequest, ConnectRequestId, Instance,
+    InstanceChange, InstanceId, InstanceName,
+};
+use crate::ports::{InstanceRegistry, TokenOwner};
+use crate::secrets::TokenHash;
+use crate::{Error, Result};
+
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS accounts (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS tokens (hash TEXT PRIMARY KEY, owner TEXT NOT NULL, instance_id TEXT);
+    CREATE INDEX IF NOT EXISTS tokens_by_instance ON tokens (instance_id);
+    CREATE TABLE IF NOT EXISTS instances (
+        id TEXT PRIMARY KEY, account_id TEXT NOT NULL, name TEXT NOT NULL, doc TEXT NOT NULL,
+        UNIQUE (account_id, name));
+    CREATE TABLE IF NOT EXISTS connect_requests (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+";
+
+#[derive(Clone)]
+pub struct FileRegistry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: std::path::PathBuf,
+    /// Idle connections; readers take one, writers hold `writer` as well.
+    pool: Mutex<Vec<Connection>>,
+    writer: Mutex<()>,
+    index: RwLock<InstanceIndex>,
+}
+
+#[derive(Default)]
+struct InstanceIndex {
+    by_id: HashMap<InstanceId, Arc<Instance>>,
+    by_account: HashMap<AccountId, BTreeMap<InstanceName, InstanceId>>,
+}
+
+impl InstanceIndex {
+    fn put(&mut self, instance: Arc<Instance>) {
+        self.by_account
+            .entry(instance.account_id.clone())
+            .or_default()
+            .insert(instance.name.clone(), instance.id.clone());
+        self.by_id.insert(instance.id.clone(), instance);
+    }
+
+    fn remove(&mut self, id: &InstanceId) {
+        if let Some(instance) = self.by_id.remove(id)
+            && let Some(names) = self.by_account.get_mut(&instance.account_id)
+        {
+            names.remove(&instance.name);
+        }
+    }
+}
+
+fn storage(error: impl Into<crate::error::BoxError>) -> Error {
+    Error::storage(error)
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(storage)
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(storage)
+}
+
+impl FileRegistry {
+    /// Opens the database at `path`, creating it and its schema if needed.
+    pub fn open(path: &Path) -> Result<Self> {
+        let connection = Self::connect(path)?;
+        connection.execute_batch(SCHEMA).map_err(storage)?;
+        let mut index = InstanceIndex::default();
+        {
+            let mut statement = connection.prepare("SELECT doc FROM instances").map_err(storage)?;
+            let docs = statement.query_map([], |row| row.get::<_, String>(0)).map_err(storage)?;
+            for doc in docs {
+                index.put(Arc::new(from_json(&doc.map_err(storage)?)?));
+            }
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                pool: Mutex::new(vec![connection]),
+                writer: Mutex::new(()),
+                index: RwLock::new(index),
+            }),
+        })
+    }
+
+    fn connect(path: &Path) -> Result<Connection> {
+        let connection = Connection::open(path).map_err(storage)?;
+        connection.busy_timeout(std::time::Duration::from_secs(10)).map_err(storage)?;
+        connection
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
+            .map_err(storage)?;
+        Ok(connection)
+    }
+}
+
+impl Inner {
+    /// Runs `f` on a pooled connection. Reads are point lookups of microseconds, so they run inline.
+    fn with_connection<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let pooled = self.pool.lock().map_err(|_| storage("pool poisoned"))?.pop();
+        let mut connection = match pooled {
+            Some(connection) => connection,
+            None => FileRegistry::connect(&self.path)?,
+        };
+        let result = f(&mut connection);
+        if let Ok(mut pool) = self.pool.lock() {
+            pool.push(connection);
+        }
+        result
+    }
+
+    fn index(&self) -> Result<std::sync::RwLockReadGuard<'_, InstanceIndex>> {
+        self.index.read().map_err(|_| storage("index poisoned"))
+    }
+}
+
+impl FileRegistry {
+    /// Runs a write on the blocking pool, one at a time; `f` may update the index after committing.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection, &RwLock<InstanceIndex>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let _writer = inner.writer.lock().map_err(|_| storage("writer poisoned"))?;
+            inner.with_connection(|connection| f(connection, &inner.index))
+        })
+        .await
+        .map_err(storage)?
+    }
+}
+
+fn write_index(index: &RwLock<InstanceIndex>) -> Result<std::sync::RwLockWriteGuard<'_, InstanceIndex>> {
+    index.write().map_err(|_| storage("index poisoned"))
+}
+
+#[async_trait]
+impl InstanceRegistry for FileRegistry {
+    async fn insert_account(&self, account: &Account) -> Result<()> {
+        let account = account.clone();
+        self.write(move |connection, _| {
+            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(storage)?;
+            let owner = to_json(&TokenOwner::Account { account: account.id.clone() })?;
+            tx.execute(
+                "INSERT INTO tokens (hash, owner, instance_id) VALUES (?1, ?2, NULL)",
+                params![account.token_hash.as_str(), owner],
+            )
+            .map_err(storage)?;
+            tx.execute("INSERT INTO accounts (id, doc) VALUES (?1, ?2)", params![account.id.as_str(), to_json(&account)?])
+                .map_err(storage)?;
+            tx.commit().map_err(storage)
+        })
+        .await
+    }
+
+    async fn update_account_limits(&self, id: &AccountId, limits: AccountLimits) -> Result<Account> {
+        let id = id.clone();
+        self.write(move |connection, _| {
+            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(storage)?;
+            let doc: Option<String> = tx
+                .query_row("SELECT doc FROM accounts WHERE id = ?1", [id.as_str()], |row| row.get(0))
+                .optional()
+                .map_err(storage)?;
+            let mut account: Account = from_json(&doc.ok_or(Error::AccountNotFound)?)?;
+            account.limits = limits;
+            tx.execute("UPDATE accounts SET doc = ?2 WHERE id = ?1", params![id.as_str(), to_json(&account)?])
+                .map_err(storage)?;
+            tx.commit().map_err(storage)?;
+            Ok(account)
+        })
+        .await
+    }
+
+    async fn account(&self, id: &AccountId) -> Result<Option<Account>> {
+        self.inner.with_connection(|connection| {
+            let doc: Option<String> = connection
+                .prepare_cached("SELECT doc FROM accounts WHERE id = ?1")
+                .and_then(|mut s| s.query_row([id.as_str()], |row| row.get(0)).optional())
+                .map_err(storage)?;
+            doc.map(|d| from_json(&d)).transpose()
+        })
+    }
+
+    async fn token_owner(&self, hash: &TokenHash) -> Result<Option<TokenOwner>> {
+        self.inner.with_connection(|connection| {
+            let owner: Option<String> = connection
+                .prepare_cached("SELECT owner FROM tokens WHERE hash = ?1")
+                .and_then(|mut s| s.query_row([hash.as_str()], |row| row.get(0)).optional())
+                .map_err(storage)?;
+            owner.map(|o| from_json(&o)).transpose()
+        })
+    }
+
+    async fn insert_instance(&self, instance: &Instance, quota: u32) -> Result<()> {
+        let instance = Arc::new(instance.clone());
+        self.write(move |connection, index| {
+            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(storage)?;
+            let (account, name) = (instance.account_id.as_str(), instance.name.as_str());
+            let name_taken: bool = tx
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM instances WHERE account_id = ?1 AND name = ?2)",
+                    params![account, name],
+                    |row| row.get(0),
+                )
+                .map_err(storage)?;
+            if name_taken {
+                return Err(Error::InstanceExists(instance.name.clone()));
+            }
+            let token_taken: bool = tx
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM tokens WHERE hash = ?1)",
+                    [instance.token_hash.as_str()],
+                    |row| row.get(0),
+                )
+                .map_err(storage)?;
+            if token_taken {
+                return Err(Error::TokenInUse);
+            }
+            let held: u32 = tx
+                .query_row("SELECT COUNT(*) FROM instances WHERE account_id = ?1", [account], |row| row.get(0))
+                .map_err(storage)?;
+            if held >= quota {
+                return Err(Error::QuotaExceeded);
+            }
+            let owner =
+                to_json(&TokenOwner::Instance { account: instance.account_id.clone(), instance: instance.id.clone() })?;
+            tx.execute(
+                "INSERT INTO tokens (hash, owner, instance_id) VALUES (?1, ?2, ?3)",
+                params![instance.token_hash.as_str(), owner, instance.id.as_str()],
+            )
+            .map_err(storage)?;
+            tx.execute(
+                "INSERT INTO instances (id, account_id, name, doc) VALUES (?1, ?2, ?3, ?4)",
+                params![instance.id.as_str(), account, name, to_json(&*instance)?],
+            )
+            .map_err(storage)?;
+            tx.commit().map_err(storage)?;
+            write_index(index)?.put(instance);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn instance(&self, id: &InstanceId) -> Result<Option<Arc<Instance>>> {
+        Ok(self.inner.index()?.by_id.get(id).cloned())
+    }
+
+    async fn instance_by_name(&self, account: &AccountId, name: &InstanceName) -> Result<Option<Arc<Instance>>> {
+        let index = self.inner.index()?;
+        let id = index.by_account.get(account).and_then(|names| names.get(name));
+        Ok(id.and_then(|id| index.by_id.get(id)).cloned())
+    }
+
+    async fn instances(&self, account: &AccountId) -> Result<Vec<Arc<Instance>>> {
+        let index = self.inner.index()?;
+        let Some(names) = index.by_account.get(account) else { return Ok(Vec::new()) };
+        Ok(names.values().filter_map(|id| index.by_id.get(id).cloned()).collect())
+    }
+
+    async fn update_instance(
+        &self,
+        id: &InstanceId,
+        change: InstanceChange,
+        at: DateTime<Utc>,
+    ) -> Result<Arc<Instance>> {
+        let id = id.clone();
+        self.write(move |connection, index| {
+            let current = index.read().map_err(|_| storage("index poisoned"))?.by_id.get(&id).cloned();
+            let current = current.ok_or(Error::InstanceNotFound)?;
+            let mut updated = Instance::clone(&current);
+            updated.apply(change, at);
+            connection
+                .execute("UPDATE instances SET doc = ?2 WHERE id = ?1", params![id.as_str(), to_json(&updated)?])
+                .map_err(storage)?;
+            let updated = Arc::new(updated);
+            write_index(index)?.put(updated.clone());
+            Ok(updated)
+        })
+        .await
+    }
+
+    async fn delete_instance(&self, id: &InstanceId) -> Result<()> {
+        let id = id.clone();
+        self.write(move |connection, index| {
+            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(storage)?;
+            tx.execute("DELETE FROM tokens WHERE instance_id = ?1", [id.as_str()]).map_err(storage)?;
+            tx.execute("DELETE FROM instances WHERE id = ?1", [id.as_str()]).map_err(storage)?;
+            tx.commit().map_err(storage)?;
+            write_index(index)?.remove(&id);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn put_connect_request(&self, request: &ConnectRequest) -> Result<()> {
+        let (id, doc) = (request.id.clone(), to_json(request)?);
+        self.write(move |connection, _| {
+            connection
+                .execute("INSERT OR REPLACE INTO connect_requests (id, doc) VALUES (?1, ?2)", params![id.as_str(), doc])
+                .map(drop)
+                .map_err(storage)
+        })
+        .await
+    }
+
+    async fn connect_request(&self, id: &ConnectRequestId) -> Result<Option<ConnectRequest>> {
+        self.inner.with_connection(|connection| {
+            let doc: Option<String> = connection
+                .prepare_cached("SELECT doc FROM connect_requests WHERE id = ?1")
+                .and_then(|mut s| s.query_row([id.as_str()], |row| row.get(0)).optional())
+                .map_err(storage)?;
+            doc.map(|d| from_json(&d)).transpose()
+        })
+    }
+
+    async fn answer_connect_request(&self, id: &ConnectRequestId, outcome: ConnectOutcome) -> Result<()> {
+        let id = id.clone();
+        self.write(move |connection, _| {
+            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(storage)?;
+            let doc: Option<String> = tx
+                .query_row("SELECT doc FROM connect_requests WHERE id = ?1", [id.as_str()], |row| row.get(0))
+                .optional()
+                .map_err(storage)?;
+            let Some(doc) = doc else { return Ok(()) };
+            let mut request: ConnectRequest = from_json(&doc)?;
+            request.outcome = Some(outcome);
+            tx.execute("UPDATE connect_requests SET doc = ?2 WHERE id = ?1", params![id.as_str(), to_json(&request)?])
+                .map_err(storage)?;
+            tx.commit().map_err(storage)
+        })
+        .await
+    }
+
+    async fn delete_connect_request(&self, id: &ConnectRequestId) -> Result<()> {
+        let id = id.clone();
+        self.write(move |connection, _| {
+            connection.execute("DELETE FROM connect_requests WHERE id = ?1", [id.as_str()]).map(drop).map_err(storage)
+        })
+        .await
+    }
+}

@@ -1,0 +1,73 @@
+//! The error of every core operation, in terms a caller can act on.
+//!
+//! Variants carry data, not wire text: the HTTP layer owns the contract's exact messages. Storage
+//! failures keep their cause as a source and never reach a client's body.
+
+use crate::domain::InstanceName;
+
+/// A boxed cause from an adapter (SQLite, the AWS SDK, the file system).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no token was presented")]
+    MissingToken,
+    #[error("the token is not known")]
+    InvalidToken,
+    #[error("an account token is required")]
+    AccountTokenRequired,
+    #[error("the instance token belongs to another instance")]
+    InstanceMismatch,
+    #[error("instance not found")]
+    InstanceNotFound,
+    #[error("account not found")]
+    AccountNotFound,
+    #[error("instance {0} already exists")]
+    InstanceExists(InstanceName),
+    #[error("the chosen token is already in use")]
+    TokenInUse,
+    #[error("the account's instance quota is exhausted")]
+    QuotaExceeded,
+    #[error("the instance name is missing")]
+    NameRequired,
+    #[error("the instance name is invalid")]
+    InvalidName,
+    #[error("field {field} is invalid")]
+    InvalidField { field: String, detail: Option<String> },
+    #[error("field {field} is required")]
+    MissingField { field: &'static str },
+    #[error("the update names no field")]
+    EmptyUpdate,
+    #[error("the phone number is invalid")]
+    InvalidPhoneNumber,
+    #[error("the instance is already connected")]
+    AlreadyConnected,
+    #[error("the instance has no saved session")]
+    NoSavedSession,
+    #[error("no login code: {reason}")]
+    ConnectFailed { reason: String },
+    #[error("reconnect failed: {reason}")]
+    ReconnectFailed { reason: &'static str },
+    #[error("logout failed")]
+    LogoutFailed(#[source] Box<Error>),
+    #[error("a sealed secret could not be opened")]
+    Unseal,
+    #[error("storage unavailable")]
+    Storage(#[source] BoxError),
+}
+
+impl Error {
+    pub fn invalid(field: impl Into<String>) -> Self {
+        Self::InvalidField { field: field.into(), detail: None }
+    }
+
+    pub fn invalid_because(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::InvalidField { field: field.into(), detail: Some(detail.into()) }
+    }
+
+    pub fn storage(cause: impl Into<BoxError>) -> Self {
+        Self::Storage(cause.into())
+    }
+}

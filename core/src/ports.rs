@@ -1,0 +1,171 @@
+//! The storage roles the system is built on, as traits.
+//!
+//! Each port has an embedded adapter (one machine, [`crate::adapters::embedded`]) and an AWS adapter
+//! (DynamoDB, SQS, S3). Conditions that keep data correct (create-if-absent, quotas) are part of each
+//! port's contract, and every adapter enforces them, so rules never depend on which one is in use.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::Result;
+use crate::domain::{
+    Account, AccountId, AccountLimits, ConnectOutcome, ConnectRequest, ConnectRequestId, Event, Instance,
+    InstanceChange, InstanceId, InstanceName, SessionCommand,
+};
+use crate::secrets::TokenHash;
+
+/// Whom a token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum TokenOwner {
+    Account { account: AccountId },
+    Instance { account: AccountId, instance: InstanceId },
+}
+
+/// Where accounts, instances, their token hashes and pending connect requests are kept.
+#[async_trait]
+pub trait InstanceRegistry: Send + Sync {
+    /// Stores a new account and its token hash.
+    async fn insert_account(&self, account: &Account) -> Result<()>;
+
+    /// Replaces an account's limits (`Error::AccountNotFound` if there is no such account).
+    async fn update_account_limits(&self, id: &AccountId, limits: AccountLimits) -> Result<Account>;
+
+    async fn account(&self, id: &AccountId) -> Result<Option<Account>>;
+
+    async fn token_owner(&self, hash: &TokenHash) -> Result<Option<TokenOwner>>;
+
+    /// Stores `instance` and its token hash, all or nothing: `Error::InstanceExists` when the name is
+    /// taken in the account, `Error::TokenInUse` when the token hash is, `Error::QuotaExceeded` when
+    /// the account already holds `quota` instances.
+    async fn insert_instance(&self, instance: &Instance, quota: u32) -> Result<()>;
+
+    async fn instance(&self, id: &InstanceId) -> Result<Option<Arc<Instance>>>;
+
+    async fn instance_by_name(&self, account: &AccountId, name: &InstanceName) -> Result<Option<Arc<Instance>>>;
+
+    /// Every instance of the account, ordered by name.
+    async fn instances(&self, account: &AccountId) -> Result<Vec<Arc<Instance>>>;
+
+    /// Applies one change and returns the new record (`Error::InstanceNotFound` if it is gone).
+    async fn update_instance(
+        &self,
+        id: &InstanceId,
+        change: InstanceChange,
+        at: DateTime<Utc>,
+    ) -> Result<Arc<Instance>>;
+
+    /// Removes the instance, its name and its token. Removing what is not there succeeds.
+    async fn delete_instance(&self, id: &InstanceId) -> Result<()>;
+
+    async fn put_connect_request(&self, request: &ConnectRequest) -> Result<()>;
+
+    /// Reads a request as last written (a consistent read: the answer must not be missed).
+    async fn connect_request(&self, id: &ConnectRequestId) -> Result<Option<ConnectRequest>>;
+
+    /// Records the host's answer. A request that is gone (the caller gave up) is left gone.
+    async fn answer_connect_request(&self, id: &ConnectRequestId, outcome: ConnectOutcome) -> Result<()>;
+
+    async fn delete_connect_request(&self, id: &ConnectRequestId) -> Result<()>;
+}
+
+/// Fixed-window request counters, shared by every process of a deployment.
+#[async_trait]
+pub trait RateCounter: Send + Sync {
+    /// Counts one request against `key` in the window starting at `window_start` (unix seconds) and
+    /// returns the window's count including it.
+    async fn hit(&self, key: &str, window_start: i64) -> Result<u32>;
+}
+
+/// A handle to a received message, used to acknowledge it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt(pub String);
+
+#[derive(Debug)]
+pub struct Delivery<M> {
+    pub message: M,
+    pub receipt: Receipt,
+}
+
+/// An at-least-once message queue.
+#[async_trait]
+pub trait Queue<M: Send + 'static>: Send + Sync {
+    async fn send(&self, message: &M) -> Result<()>;
+
+    /// Waits up to `wait` for at most `max` messages. Cancel safe: a receive dropped while waiting
+    /// takes nothing off the queue.
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery<M>>>;
+
+    /// Marks a message handled so it is not delivered again.
+    async fn ack(&self, receipt: &Receipt) -> Result<()>;
+}
+
+/// Commands for the session hosts (on AWS: SQS FIFO, group = instance).
+pub type CommandQueue = dyn Queue<SessionCommand>;
+
+/// Events for the dispatcher (on AWS: SQS with a dead-letter queue).
+pub type EventQueue = dyn Queue<Event>;
+
+/// A key in the blob store: `/`-separated segments of `A-Z a-z 0-9 - _ .`, never `..`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BlobKey(String);
+
+impl BlobKey {
+    pub fn new(key: impl Into<String>) -> Option<Self> {
+        let key = key.into();
+        let valid = !key.is_empty()
+            && key.split('/').all(|segment| {
+                !segment.is_empty()
+                    && segment != "."
+                    && segment != ".."
+                    && segment.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            });
+        valid.then_some(Self(key))
+    }
+
+    /// Where an instance's WhatsApp credential store is kept.
+    pub fn session_store(instance: &InstanceId) -> Self {
+        Self(format!("sessions/{instance}/store"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Opaque objects: credential stores and media.
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    /// Writes the whole object, replacing any previous one atomically.
+    async fn put(&self, key: &BlobKey, bytes: Vec<u8>) -> Result<()>;
+    async fn get(&self, key: &BlobKey) -> Result<Option<Vec<u8>>>;
+    /// Deleting what is not there succeeds.
+    async fn delete(&self, key: &BlobKey) -> Result<()>;
+    async fn exists(&self, key: &BlobKey) -> Result<bool>;
+}
+
+/// One adapter for each port: what a deployment is wired from.
+#[derive(Clone)]
+pub struct Ports {
+    pub registry: Arc<dyn InstanceRegistry>,
+    pub counters: Arc<dyn RateCounter>,
+    pub commands: Arc<CommandQueue>,
+    pub events: Arc<EventQueue>,
+    pub blobs: Arc<dyn BlobStore>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_keys_cannot_escape_their_root() {
+        assert!(BlobKey::new("sessions/abc/store").is_some());
+        for bad in ["", "/abs", "a//b", "../x", "a/../b", "a/./b", "a\\b", "a b", "a/"] {
+            assert!(BlobKey::new(bad).is_none(), "{bad}");
+        }
+    }
+}

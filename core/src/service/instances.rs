@@ -1,0 +1,153 @@
+//! The instance service: create, list, delete and configure instances on behalf of a caller.
+//!
+//! Connect, reconnect and logout, which involve the session hosts, are in `sessions.rs`.
+
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::domain::{Instance, InstanceChange, InstanceName, ProxyConfig, S3Config, Settings, SettingsPatch};
+use crate::ports::{BlobKey, Ports};
+use crate::secrets::{Keyring, Purpose};
+use crate::service::sessions::ConnectPolicy;
+use crate::service::{Caller, CreateInstance, ProxyInput, S3Input, Scope};
+use crate::{Error, Result};
+
+/// A created instance and its token in clear, shown this once.
+#[derive(Debug)]
+pub struct CreatedInstance {
+    pub instance: Arc<Instance>,
+    pub token: String,
+}
+
+pub struct InstanceService {
+    pub(super) ports: Ports,
+    pub(super) keys: Arc<Keyring>,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) connect: ConnectPolicy,
+}
+
+impl InstanceService {
+    pub fn new(ports: Ports, keys: Arc<Keyring>, clock: Arc<dyn Clock>, connect: ConnectPolicy) -> Self {
+        Self { ports, keys, clock, connect }
+    }
+
+    /// Creates an instance in the caller's account, within its quota.
+    #[tracing::instrument(skip_all, fields(account = %caller.account.id))]
+    pub async fn create(&self, caller: &Caller, input: CreateInstance) -> Result<CreatedInstance> {
+        caller.require_account_scope()?;
+        let new = input.validate(&caller.account.id, &self.keys, self.clock.now())?;
+        self.ports.registry.insert_instance(&new.instance, caller.account.limits.instance_quota).await?;
+        tracing::info!(instance = %new.instance.id, name = %new.instance.name, "instance created");
+        Ok(CreatedInstance { instance: Arc::new(new.instance), token: new.token })
+    }
+
+    /// The caller's instances: its own only for an instance token; for an account token all of them,
+    /// or those named in `filter` (comma-separated). One name that does not exist is
+    /// `InstanceNotFound`; unknown names in a list are skipped.
+    pub async fn list(&self, caller: &Caller, filter: Option<&str>) -> Result<Vec<Arc<Instance>>> {
+        if let Scope::Instance(id) = &caller.scope {
+            let own = self.ports.registry.instance(id).await?.ok_or(Error::InvalidToken)?;
+            return Ok(vec![own]);
+        }
+        let names: Vec<&str> = filter
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .fold(Vec::new(), |mut names, name| {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+                names
+            });
+        match names.as_slice() {
+            [] => self.ports.registry.instances(&caller.account.id).await,
+            [only] => Ok(vec![self.target(caller, only).await?]),
+            many => {
+                let mut found = Vec::with_capacity(many.len());
+                for name in many {
+                    match self.target(caller, name).await {
+                        Ok(instance) => found.push(instance),
+                        Err(Error::InstanceNotFound) => {}
+                        Err(other) => return Err(other),
+                    }
+                }
+                Ok(found)
+            }
+        }
+    }
+
+    /// Removes an instance and everything kept for it. Its credential store goes first, so a failure
+    /// leaves a record that a retried delete can still find.
+    #[tracing::instrument(skip_all, fields(account = %caller.account.id))]
+    pub async fn delete(&self, caller: &Caller, name: &str) -> Result<()> {
+        caller.require_account_scope()?;
+        let instance = self.target(caller, name).await?;
+        self.ports.blobs.delete(&BlobKey::session_store(&instance.id)).await?;
+        self.ports.registry.delete_instance(&instance.id).await?;
+        tracing::info!(instance = %instance.id, "instance deleted");
+        Ok(())
+    }
+
+    pub async fn settings(&self, caller: &Caller, name: &str) -> Result<Settings> {
+        Ok(self.target(caller, name).await?.settings.clone())
+    }
+
+    pub async fn update_settings(&self, caller: &Caller, name: &str, patch: SettingsPatch) -> Result<Settings> {
+        let instance = self.target(caller, name).await?;
+        let settings = patch.apply(instance.settings.clone())?;
+        let updated = self.change(&instance, InstanceChange::Settings(settings)).await?;
+        Ok(updated.settings.clone())
+    }
+
+    pub async fn proxy(&self, caller: &Caller, name: &str) -> Result<Option<ProxyConfig>> {
+        Ok(self.target(caller, name).await?.proxy.clone())
+    }
+
+    pub async fn set_proxy(&self, caller: &Caller, name: &str, input: ProxyInput) -> Result<Option<ProxyConfig>> {
+        let instance = self.target(caller, name).await?;
+        let proxy = input.into_config(&self.keys)?;
+        Ok(self.change(&instance, InstanceChange::Proxy(proxy)).await?.proxy.clone())
+    }
+
+    pub async fn s3(&self, caller: &Caller, name: &str) -> Result<Option<S3Config>> {
+        Ok(self.target(caller, name).await?.s3.clone())
+    }
+
+    pub async fn set_s3(&self, caller: &Caller, name: &str, input: S3Input) -> Result<Option<S3Config>> {
+        let instance = self.target(caller, name).await?;
+        let s3 = input.into_config(&self.keys)?;
+        Ok(self.change(&instance, InstanceChange::S3(s3)).await?.s3.clone())
+    }
+
+    /// The instance token in clear, for the views that show it again.
+    pub fn reveal_token(&self, instance: &Instance) -> Result<String> {
+        self.keys.open(Purpose::InstanceToken, &instance.token)
+    }
+
+    /// The instance `name` in the caller's reach. An instance token naming any other instance is
+    /// refused before anything is looked up, so it learns nothing about its siblings.
+    pub(super) async fn target(&self, caller: &Caller, name: &str) -> Result<Arc<Instance>> {
+        if name.trim().is_empty() {
+            return Err(Error::NameRequired);
+        }
+        match &caller.scope {
+            Scope::Instance(id) => {
+                let own = self.ports.registry.instance(id).await?.ok_or(Error::InvalidToken)?;
+                if own.name.as_str() != name {
+                    return Err(Error::InstanceMismatch);
+                }
+                Ok(own)
+            }
+            Scope::Account => {
+                let name = InstanceName::parse(name).map_err(|_| Error::InstanceNotFound)?;
+                let instance = self.ports.registry.instance_by_name(&caller.account.id, &name).await?;
+                instance.filter(|i| caller.may_access(i)).ok_or(Error::InstanceNotFound)
+            }
+        }
+    }
+
+    pub(super) async fn change(&self, instance: &Instance, change: InstanceChange) -> Result<Arc<Instance>> {
+        self.ports.registry.update_instance(&instance.id, change, self.clock.now()).await
+    }
+}
