@@ -24,5 +24,6 @@ pub mod error;
 pub mod ports;
 pub mod secrets;
 pub mod service;
+pub mod telemetry;
 
 pub use error::{Error, Result};

@@ -1,1 +1,100 @@
-//! tmp
+//! The control plane: every route of the HTTP contract, in one axum [`Router`].
+//!
+//! The same router serves `ryze serve` (through `axum::serve`), the Lambda functions (through
+//! `lambda_http`) and the tests (through `tower::ServiceExt::oneshot`). Handlers are thin: extract,
+//! call one method of a `ryze_core` service, map the result to a view.
+//!
+//! Layout:
+//! - [`routes`]: the handlers, each carrying its OpenAPI annotation.
+//! - [`auth`]: the token and rate-limit layer in front of `/api`.
+//! - [`extract`]: body, path and caller extractors whose rejections are [`ApiError`]s.
+//! - [`error`]: [`ApiError`], the one place the contract's error messages are written.
+//! - [`views`] and [`list`]: response bodies; [`qr`]: the QR code PNG.
+//! - [`openapi`]: the document's frame; `/openapi.json` and `/docs` serve it.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod list;
+pub mod openapi;
+pub mod qr;
+pub mod routes;
+pub mod views;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use ryze_core::service::Services;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+pub use error::ApiError;
+
+use crate::error::FailureCause;
+use crate::list::ListRenderer;
+
+/// What every handler shares: the services, built once per process.
+#[derive(Clone)]
+pub struct AppState {
+    pub services: Services,
+    pub list_renderer: Arc<ListRenderer>,
+}
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        Self { services, list_renderer: Arc::new(ListRenderer::default()) }
+    }
+}
+
+/// The routes, split by whether they need a token, and the document collected from them.
+struct Routes {
+    authenticated: Router<AppState>,
+    public: Router<AppState>,
+    document: utoipa::openapi::OpenApi,
+}
+
+fn routes() -> Routes {
+    let (authenticated, mut document) =
+        OpenApiRouter::with_openapi(openapi::ApiDoc::openapi()).merge(routes::authenticated()).split_for_parts();
+    let (public, public_document) = routes::public().split_for_parts();
+    document.merge(public_document);
+    Routes { authenticated, public, document }
+}
+
+/// The OpenAPI document of every route.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().document
+}
+
+/// The whole application.
+pub fn router(state: AppState) -> Router {
+    let Routes { authenticated, public, document } = routes();
+    let authenticated = authenticated.route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
+    Router::new()
+        .merge(authenticated)
+        .merge(public)
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", document))
+        .fallback(routes::route_not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(middleware::from_fn(log_failures))
+        .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Logs the cause that an `ApiError` left on a 5xx response; the client saw only the fixed message.
+async fn log_failures(request: Request, next: Next) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let response = next.run(request).await;
+    if let Some(FailureCause(cause)) = response.extensions().get::<FailureCause>() {
+        tracing::error!(%method, %path, status = response.status().as_u16(), error = %cause,
+            source = ?std::error::Error::source(&**cause).map(ToString::to_string), "request failed");
+    }
+    response
+}

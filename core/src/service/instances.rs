@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::clock::Clock;
-use crate::domain::{Instance, InstanceChange, InstanceName, ProxyConfig, S3Config, Settings, SettingsPatch};
+use crate::domain::{Instance, InstanceChange, InstanceId, InstanceName, ProxyConfig, S3Config, Settings, SettingsPatch};
 use crate::ports::{BlobKey, Ports};
 use crate::secrets::{Keyring, Purpose};
 use crate::service::sessions::ConnectPolicy;
@@ -80,13 +80,13 @@ impl InstanceService {
     /// Removes an instance and everything kept for it. Its credential store goes first, so a failure
     /// leaves a record that a retried delete can still find.
     #[tracing::instrument(skip_all, fields(account = %caller.account.id))]
-    pub async fn delete(&self, caller: &Caller, name: &str) -> Result<()> {
+    pub async fn delete(&self, caller: &Caller, name: &str) -> Result<InstanceId> {
         caller.require_account_scope()?;
         let instance = self.target(caller, name).await?;
         self.ports.blobs.delete(&BlobKey::session_store(&instance.id)).await?;
         self.ports.registry.delete_instance(&instance.id).await?;
         tracing::info!(instance = %instance.id, "instance deleted");
-        Ok(())
+        Ok(instance.id.clone())
     }
 
     pub async fn settings(&self, caller: &Caller, name: &str) -> Result<Settings> {

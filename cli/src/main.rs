@@ -1,0 +1,187 @@
+//! `ryze`: the all-in-one binary.
+//!
+//! - `ryze serve`: the whole system in one process on the embedded adapters (SQLite, in-process
+//!   queues, a directory of blobs) under one data directory.
+//! - `ryze account create|update`: the operator's account commands, against the same store.
+//! - `ryze openapi`: prints the OpenAPI document.
+//!
+//! This file is wiring only: configuration in, adapters and services built once, then served.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use ryze_core::adapters::embedded;
+use ryze_core::clock::SystemClock;
+use ryze_core::domain::{AccountId, AccountLimits};
+use ryze_core::secrets::Keyring;
+use ryze_core::service::{ConnectPolicy, NewAccount, Services};
+use ryze_core::telemetry::{self, LogFormat};
+
+#[derive(Parser, Debug)]
+#[command(name = "ryze", version, about = "WhatsApp instance API: server and operator commands")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log format on stderr: text or json.
+    #[arg(long, global = true, env = "RYZE_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the API on the embedded store.
+    Serve(ServeArgs),
+    /// Manage accounts (the SaaS customers) and their TokenAccount.
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[derive(Args, Debug)]
+struct DataArgs {
+    /// Where the embedded store lives; created on first use.
+    #[arg(long, env = "RYZE_DATA_DIR", default_value = "ryze-data")]
+    data_dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    #[arg(long, env = "RYZE_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    data: DataArgs,
+    /// How long a connect call waits for the session host's code, in seconds.
+    #[arg(long, env = "RYZE_CONNECT_WAIT_SECS", default_value_t = 60)]
+    connect_wait_secs: u64,
+}
+
+#[derive(Args, Debug)]
+struct LimitArgs {
+    /// How many instances the account may hold [default on create: 100].
+    #[arg(long)]
+    quota: Option<u32>,
+    /// Requests per minute per token [default on create: 100].
+    #[arg(long)]
+    rate_limit: Option<u32>,
+    /// Instance creations per minute per token [default on create: 20].
+    #[arg(long)]
+    create_rate_limit: Option<u32>,
+}
+
+impl LimitArgs {
+    fn apply(&self, mut limits: AccountLimits) -> AccountLimits {
+        limits.instance_quota = self.quota.unwrap_or(limits.instance_quota);
+        limits.requests_per_minute = self.rate_limit.unwrap_or(limits.requests_per_minute);
+        limits.creates_per_minute = self.create_rate_limit.unwrap_or(limits.creates_per_minute);
+        limits
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum AccountCommand {
+    /// Create an account; prints `{"accountId": "...", "token": "..."}` with its TokenAccount, once.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        limits: LimitArgs,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Change an account's quota or rate limits; prints the account.
+    Update {
+        #[arg(long)]
+        id: String,
+        #[command(flatten)]
+        limits: LimitArgs,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Account { command } => account(command).await,
+        Command::Openapi => {
+            println!("{}", ryze_functions::openapi().to_pretty_json()?);
+            Ok(())
+        }
+    }
+}
+
+fn services(data_dir: &Path, connect: ConnectPolicy) -> anyhow::Result<Services> {
+    let ports = embedded::open(data_dir).with_context(|| format!("opening the store in {}", data_dir.display()))?;
+    let keys = Keyring::new(&embedded::master_key(data_dir).context("reading the sealing key")?);
+    Ok(Services::new(ports, keys, Arc::new(SystemClock), connect))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data.data_dir)?;
+    // The store's instance cache assumes one serving process per data directory.
+    let lock = std::fs::File::create(args.data.data_dir.join("serve.lock"))?;
+    lock.try_lock().map_err(|_| {
+        anyhow::anyhow!("{} is in use by another `ryze serve`", args.data.data_dir.display())
+    })?;
+
+    let connect = ConnectPolicy { wait: Duration::from_secs(args.connect_wait_secs), ..ConnectPolicy::default() };
+    let app = ryze_functions::router(ryze_functions::AppState::new(services(&args.data.data_dir, connect)?));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, data_dir = %args.data.data_dir.display(), "serving");
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {},
+        () = terminate => {},
+    }
+}
+
+async fn account(command: AccountCommand) -> anyhow::Result<()> {
+    match command {
+        AccountCommand::Create { name, limits, data } => {
+            let services = services(&data.data_dir, ConnectPolicy::default())?;
+            let new = NewAccount { name, limits: limits.apply(AccountLimits::default()) };
+            let (account, token) = services.accounts.create(new).await?;
+            println!("{}", serde_json::json!({ "accountId": account.id, "token": token }));
+        }
+        AccountCommand::Update { id, limits, data } => {
+            let services = services(&data.data_dir, ConnectPolicy::default())?;
+            let id = AccountId::from_stored(id);
+            let current = services.accounts.get(&id).await?.context("no such account")?;
+            let account = services.accounts.update_limits(&id, limits.apply(current.limits)).await?;
+            println!(
+                "{}",
+                serde_json::json!({ "accountId": account.id, "name": account.name, "limits": account.limits })
+            );
+        }
+    }
+    Ok(())
+}
