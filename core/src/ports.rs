@@ -21,8 +21,13 @@ use crate::secrets::TokenHash;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum TokenOwner {
-    Account { account: AccountId },
-    Instance { account: AccountId, instance: InstanceId },
+    Account {
+        account: AccountId,
+    },
+    Instance {
+        account: AccountId,
+        instance: InstanceId,
+    },
 }
 
 /// Where accounts, instances, their token hashes and pending connect requests are kept.
@@ -45,7 +50,11 @@ pub trait InstanceRegistry: Send + Sync {
 
     async fn instance(&self, id: &InstanceId) -> Result<Option<Arc<Instance>>>;
 
-    async fn instance_by_name(&self, account: &AccountId, name: &InstanceName) -> Result<Option<Arc<Instance>>>;
+    async fn instance_by_name(
+        &self,
+        account: &AccountId,
+        name: &InstanceName,
+    ) -> Result<Option<Arc<Instance>>>;
 
     /// Every instance of the account, ordered by name.
     async fn instances(&self, account: &AccountId) -> Result<Vec<Arc<Instance>>>;
@@ -121,7 +130,9 @@ impl BlobKey {
                 !segment.is_empty()
                     && segment != "."
                     && segment != ".."
-                    && segment.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+                    && segment
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
             });
         valid.then_some(Self(key))
     }

@@ -176,7 +176,13 @@ impl Keyring {
         let nonce_bytes: [u8; NONCE_LEN] = random_bytes();
         let ciphertext = self
             .cipher
-            .encrypt(Nonce::from_slice(&nonce_bytes), Payload { msg: plaintext.as_bytes(), aad: purpose.label() })
+            .encrypt(
+                Nonce::from_slice(&nonce_bytes),
+                Payload {
+                    msg: plaintext.as_bytes(),
+                    aad: purpose.label(),
+                },
+            )
             .expect("AES-GCM encryption of an in-memory buffer cannot fail");
         let mut out = Vec::with_capacity(NONCE_LEN + ciphertext.len());
         out.extend_from_slice(&nonce_bytes);
@@ -193,7 +199,13 @@ impl Keyring {
         let (nonce, ciphertext) = raw.split_at(NONCE_LEN);
         let plain = self
             .cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad: purpose.label() })
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: purpose.label(),
+                },
+            )
             .map_err(|_| Error::Unseal)?;
         String::from_utf8(plain).map_err(|_| Error::Unseal)
     }
@@ -243,15 +255,24 @@ mod tests {
     #[test]
     fn sealing_twice_gives_different_ciphertexts() {
         let keys = keyring();
-        assert_ne!(keys.seal(Purpose::S3SecretKey, "x"), keys.seal(Purpose::S3SecretKey, "x"));
+        assert_ne!(
+            keys.seal(Purpose::S3SecretKey, "x"),
+            keys.seal(Purpose::S3SecretKey, "x")
+        );
     }
 
     #[test]
     fn a_sealed_value_does_not_open_for_another_purpose_or_key() {
         let keys = keyring();
         let sealed = keys.seal(Purpose::ProxyPassword, "secret");
-        assert!(matches!(keys.open(Purpose::WebhookAuthorization, &sealed), Err(Error::Unseal)));
-        assert!(matches!(keyring().open(Purpose::ProxyPassword, &sealed), Err(Error::Unseal)));
+        assert!(matches!(
+            keys.open(Purpose::WebhookAuthorization, &sealed),
+            Err(Error::Unseal)
+        ));
+        assert!(matches!(
+            keyring().open(Purpose::ProxyPassword, &sealed),
+            Err(Error::Unseal)
+        ));
     }
 
     #[test]
@@ -263,8 +284,14 @@ mod tests {
         tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
         let tampered = Sealed(String::from_utf8(tampered).unwrap());
         assert!(keys.open(Purpose::InstanceToken, &tampered).is_err());
-        assert!(keys.open(Purpose::InstanceToken, &Sealed("v1.AAAA".into())).is_err());
-        assert!(keys.open(Purpose::InstanceToken, &Sealed("plain".into())).is_err());
+        assert!(
+            keys.open(Purpose::InstanceToken, &Sealed("v1.AAAA".into()))
+                .is_err()
+        );
+        assert!(
+            keys.open(Purpose::InstanceToken, &Sealed("plain".into()))
+                .is_err()
+        );
     }
 
     #[test]

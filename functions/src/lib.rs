@@ -48,7 +48,10 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(services: Services) -> Self {
-        Self { services, list_renderer: Arc::new(ListRenderer::default()) }
+        Self {
+            services,
+            list_renderer: Arc::new(ListRenderer::default()),
+        }
     }
 }
 
@@ -60,11 +63,16 @@ struct Routes {
 }
 
 fn routes() -> Routes {
-    let (authenticated, mut document) =
-        OpenApiRouter::with_openapi(openapi::ApiDoc::openapi()).merge(routes::authenticated()).split_for_parts();
+    let (authenticated, mut document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(routes::authenticated())
+        .split_for_parts();
     let (public, public_document) = routes::public().split_for_parts();
     document.merge(public_document);
-    Routes { authenticated, public, document }
+    Routes {
+        authenticated,
+        public,
+        document,
+    }
 }
 
 /// The OpenAPI document of every route.
@@ -74,8 +82,13 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The whole application.
 pub fn router(state: AppState) -> Router {
-    let Routes { authenticated, public, document } = routes();
-    let authenticated = authenticated.route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
+    let Routes {
+        authenticated,
+        public,
+        document,
+    } = routes();
+    let authenticated =
+        authenticated.route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
     Router::new()
         .merge(authenticated)
         .merge(public)

@@ -20,20 +20,32 @@ use crate::views::InstanceView;
 /// Past this many fragments the cache starts over, bounding memory to about 1 KiB per entry.
 const MAX_ENTRIES: usize = 200_000;
 
+/// An instance's rendered `list` item, and the revision it was rendered from.
+struct Fragment {
+    revision: u64,
+    json: Arc<[u8]>,
+}
+
 #[derive(Default)]
 pub struct ListRenderer {
-    fragments: RwLock<HashMap<InstanceId, (u64, Arc<[u8]>)>>,
+    fragments: RwLock<HashMap<InstanceId, Fragment>>,
 }
 
 impl ListRenderer {
-    pub fn render(&self, service: &InstanceService, instances: &[Arc<Instance>]) -> Result<Response, ApiError> {
+    pub fn render(
+        &self,
+        service: &InstanceService,
+        instances: &[Arc<Instance>],
+    ) -> Result<Response, ApiError> {
         let mut fragments = Vec::with_capacity(instances.len());
         let mut fresh = Vec::new();
         {
             let cache = self.fragments.read().map_err(|_| ApiError::internal())?;
             for instance in instances {
                 match cache.get(&instance.id) {
-                    Some((revision, fragment)) if *revision == instance.revision => fragments.push(fragment.clone()),
+                    Some(cached) if cached.revision == instance.revision => {
+                        fragments.push(cached.json.clone())
+                    }
                     _ => {
                         let fragment = render_fragment(service, instance)?;
                         fresh.push((instance.id.clone(), instance.revision, fragment.clone()));
@@ -47,11 +59,19 @@ impl ListRenderer {
             if cache.len() + fresh.len() > MAX_ENTRIES {
                 cache.clear();
             }
-            cache.extend(fresh.into_iter().map(|(id, revision, fragment)| (id, (revision, fragment))));
+            cache.extend(
+                fresh
+                    .into_iter()
+                    .map(|(id, revision, json)| (id, Fragment { revision, json })),
+            );
         }
 
         let total = instances.len();
-        let message = if total == 1 { "1 Instance found".to_owned() } else { format!("{total} Instances found") };
+        let message = if total == 1 {
+            "1 Instance found".to_owned()
+        } else {
+            format!("{total} Instances found")
+        };
         let size: usize = fragments.iter().map(|f| f.len() + 1).sum();
         let mut body = Vec::with_capacity(size + 128);
         body.extend_from_slice(br#"{"success":true,"message":"#);
@@ -66,7 +86,9 @@ impl ListRenderer {
         body.extend_from_slice(format!(r#"],"meta":{{"total":{total}}}}}"#).as_bytes());
 
         let mut response = Response::new(Body::from(body));
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         Ok(response)
     }
 

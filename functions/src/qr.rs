@@ -44,7 +44,10 @@ pub fn render_png(code: &str) -> Result<Vec<u8>, RenderError> {
 
 /// `data:image/png;base64,...` of the rendered code, as `qrCodeBase64` carries it.
 pub fn png_data_url(code: &str) -> Result<String, RenderError> {
-    Ok(format!("data:image/png;base64,{}", STANDARD.encode(render_png(code)?)))
+    Ok(format!(
+        "data:image/png;base64,{}",
+        STANDARD.encode(render_png(code)?)
+    ))
 }
 
 #[cfg(test)]
@@ -58,7 +61,8 @@ mod tests {
         let info = reader.next_frame(&mut buffer).unwrap();
         assert_eq!(info.color_type, png::ColorType::Grayscale);
         let (width, height) = (info.width as usize, info.height as usize);
-        let mut image = rqrr::PreparedImage::prepare_from_greyscale(width, height, |x, y| buffer[y * width + x]);
+        let mut image =
+            rqrr::PreparedImage::prepare_from_greyscale(width, height, |x, y| buffer[y * width + x]);
         let grids = image.detect_grids();
         assert_eq!(grids.len(), 1, "exactly one QR code in the image");
         grids[0].decode().unwrap().1

@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use ryze_core::domain::{
-    EventKind, Instance, InstanceState, IntegrationStatus, PresenceStatus, Profile, ProxyConfig, ProxyProtocol,
-    S3Config, Settings, WebhookConfig,
+    EventKind, Instance, InstanceState, IntegrationStatus, PresenceStatus, Profile, ProxyConfig,
+    ProxyProtocol, S3Config, Settings, WebhookConfig,
 };
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -36,7 +36,11 @@ pub struct IntegrationReport {
 
 impl IntegrationReport {
     fn of(enabled: bool) -> Self {
-        let status = if enabled { IntegrationStatus::Ok } else { IntegrationStatus::Disabled };
+        let status = if enabled {
+            IntegrationStatus::Ok
+        } else {
+            IntegrationStatus::Disabled
+        };
         Self { status, error: None }
     }
 }
@@ -51,7 +55,10 @@ pub struct IntegrationsReport {
 impl IntegrationsReport {
     pub fn of(instance: &Instance) -> Self {
         let chatwoot = match &instance.chatwoot {
-            Some(chatwoot) => IntegrationReport { status: chatwoot.status, error: None },
+            Some(chatwoot) => IntegrationReport {
+                status: chatwoot.status,
+                error: None,
+            },
             None => IntegrationReport::of(false),
         };
         Self {
@@ -125,7 +132,14 @@ impl From<Option<&ProxyConfig>> for ProxyView {
                 username: p.username.clone(),
                 password: None,
             },
-            None => Self { enabled: false, host: None, port: None, protocol: None, username: None, password: None },
+            None => Self {
+                enabled: false,
+                host: None,
+                port: None,
+                protocol: None,
+                username: None,
+                password: None,
+            },
         }
     }
 }

@@ -14,7 +14,11 @@ pub struct PhoneNumber(String);
 impl PhoneNumber {
     pub fn parse(text: &str) -> Result<Self> {
         let valid = (8..=15).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit());
-        if valid { Ok(Self(text.to_owned())) } else { Err(Error::InvalidPhoneNumber) }
+        if valid {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(Error::InvalidPhoneNumber)
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -37,7 +41,12 @@ pub enum SessionCommand {
     /// Start a session and answer `request` with the first QR or pairing code. A session that is
     /// already connecting answers with its current code instead of starting another.
     #[serde(rename_all = "camelCase")]
-    Connect { instance: InstanceId, request: ConnectRequestId, login: LoginMethod, history_days: Option<u16> },
+    Connect {
+        instance: InstanceId,
+        request: ConnectRequestId,
+        login: LoginMethod,
+        history_days: Option<u16>,
+    },
     /// Restore a session from its saved credential store, without a code.
     Reconnect { instance: InstanceId },
     /// Unlink the device and wipe the credential store; the instance stays.
@@ -45,7 +54,10 @@ pub enum SessionCommand {
     /// Close the session (logging out when linked); the instance is being removed.
     Delete { instance: InstanceId },
     /// Apply new settings to a live session.
-    ApplySettings { instance: InstanceId, settings: Settings },
+    ApplySettings {
+        instance: InstanceId,
+        settings: Settings,
+    },
 }
 
 impl SessionCommand {
@@ -64,10 +76,16 @@ impl SessionCommand {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum ConnectOutcome {
-    QrCode { code: String },
-    PairingCode { code: String },
+    QrCode {
+        code: String,
+    },
+    PairingCode {
+        code: String,
+    },
     /// No code could be had; `reason` is for the log, never for the client.
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
 }
 
 /// A connect call waiting for its answer: written by the control plane, answered by the host.
@@ -89,8 +107,18 @@ mod tests {
         assert!(PhoneNumber::parse("5511999999999").is_ok());
         assert!(PhoneNumber::parse("12345678").is_ok());
         assert!(PhoneNumber::parse("123456789012345").is_ok());
-        for bad in ["", "1234567", "1234567890123456", "+5511999999999", "55 11 9999", "55119999x999"] {
-            assert!(matches!(PhoneNumber::parse(bad), Err(Error::InvalidPhoneNumber)), "{bad}");
+        for bad in [
+            "",
+            "1234567",
+            "1234567890123456",
+            "+5511999999999",
+            "55 11 9999",
+            "55119999x999",
+        ] {
+            assert!(
+                matches!(PhoneNumber::parse(bad), Err(Error::InvalidPhoneNumber)),
+                "{bad}"
+            );
         }
     }
 
@@ -99,7 +127,9 @@ mod tests {
         let command = SessionCommand::Connect {
             instance: InstanceId::generate(),
             request: ConnectRequestId::generate(),
-            login: LoginMethod::PairingCode { phone: PhoneNumber::parse("5511999999999").unwrap() },
+            login: LoginMethod::PairingCode {
+                phone: PhoneNumber::parse("5511999999999").unwrap(),
+            },
             history_days: Some(7),
         };
         let json = serde_json::to_string(&command).unwrap();

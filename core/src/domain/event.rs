@@ -32,15 +32,29 @@ pub enum EventKind {
 pub enum StateChange {
     Connecting,
     #[serde(rename_all = "camelCase")]
-    QrReady { qr_code: String },
+    QrReady {
+        qr_code: String,
+    },
     #[serde(rename_all = "camelCase")]
-    PairingCodeReady { pairing_code: String },
+    PairingCodeReady {
+        pairing_code: String,
+    },
     #[serde(rename_all = "camelCase")]
-    Connected { number_jid: String, profile: Profile },
-    Disconnected { reason: String },
-    LoggedOut { reason: String },
+    Connected {
+        number_jid: String,
+        profile: Profile,
+    },
+    Disconnected {
+        reason: String,
+    },
+    LoggedOut {
+        reason: String,
+    },
     #[serde(rename_all = "camelCase")]
-    TempBanned { reason: String, expires_at: Option<DateTime<Utc>> },
+    TempBanned {
+        reason: String,
+        expires_at: Option<DateTime<Utc>>,
+    },
     Banned,
 }
 
@@ -72,7 +86,10 @@ mod tests {
 
     #[test]
     fn state_changes_use_the_contract_names() {
-        let data = serde_json::to_value(StateChange::QrReady { qr_code: "2@x".into() }).unwrap();
+        let data = serde_json::to_value(StateChange::QrReady {
+            qr_code: "2@x".into(),
+        })
+        .unwrap();
         assert_eq!(data, serde_json::json!({"state": "qr_ready", "qrCode": "2@x"}));
         let data = serde_json::to_value(StateChange::LoggedOut { reason: "api".into() }).unwrap();
         assert_eq!(data["state"], "logged_out");

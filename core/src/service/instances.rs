@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use crate::clock::Clock;
-use crate::domain::{Instance, InstanceChange, InstanceId, InstanceName, ProxyConfig, S3Config, Settings, SettingsPatch};
+use crate::domain::{
+    Instance, InstanceChange, InstanceId, InstanceName, ProxyConfig, S3Config, Settings, SettingsPatch,
+};
 use crate::ports::{BlobKey, Ports};
 use crate::secrets::{Keyring, Purpose};
 use crate::service::sessions::ConnectPolicy;
@@ -28,7 +30,12 @@ pub struct InstanceService {
 
 impl InstanceService {
     pub fn new(ports: Ports, keys: Arc<Keyring>, clock: Arc<dyn Clock>, connect: ConnectPolicy) -> Self {
-        Self { ports, keys, clock, connect }
+        Self {
+            ports,
+            keys,
+            clock,
+            connect,
+        }
     }
 
     /// Creates an instance in the caller's account, within its quota.
@@ -36,9 +43,15 @@ impl InstanceService {
     pub async fn create(&self, caller: &Caller, input: CreateInstance) -> Result<CreatedInstance> {
         caller.require_account_scope()?;
         let new = input.validate(&caller.account.id, &self.keys, self.clock.now())?;
-        self.ports.registry.insert_instance(&new.instance, caller.account.limits.instance_quota).await?;
+        self.ports
+            .registry
+            .insert_instance(&new.instance, caller.account.limits.instance_quota)
+            .await?;
         tracing::info!(instance = %new.instance.id, name = %new.instance.name, "instance created");
-        Ok(CreatedInstance { instance: Arc::new(new.instance), token: new.token })
+        Ok(CreatedInstance {
+            instance: Arc::new(new.instance),
+            token: new.token,
+        })
     }
 
     /// The caller's instances: its own only for an instance token; for an account token all of them,
@@ -46,7 +59,12 @@ impl InstanceService {
     /// `InstanceNotFound`; unknown names in a list are skipped.
     pub async fn list(&self, caller: &Caller, filter: Option<&str>) -> Result<Vec<Arc<Instance>>> {
         if let Scope::Instance(id) = &caller.scope {
-            let own = self.ports.registry.instance(id).await?.ok_or(Error::InvalidToken)?;
+            let own = self
+                .ports
+                .registry
+                .instance(id)
+                .await?
+                .ok_or(Error::InvalidToken)?;
             return Ok(vec![own]);
         }
         let names: Vec<&str> = filter
@@ -83,7 +101,10 @@ impl InstanceService {
     pub async fn delete(&self, caller: &Caller, name: &str) -> Result<InstanceId> {
         caller.require_account_scope()?;
         let instance = self.target(caller, name).await?;
-        self.ports.blobs.delete(&BlobKey::session_store(&instance.id)).await?;
+        self.ports
+            .blobs
+            .delete(&BlobKey::session_store(&instance.id))
+            .await?;
         self.ports.registry.delete_instance(&instance.id).await?;
         tracing::info!(instance = %instance.id, "instance deleted");
         Ok(instance.id.clone())
@@ -93,7 +114,12 @@ impl InstanceService {
         Ok(self.target(caller, name).await?.settings.clone())
     }
 
-    pub async fn update_settings(&self, caller: &Caller, name: &str, patch: SettingsPatch) -> Result<Settings> {
+    pub async fn update_settings(
+        &self,
+        caller: &Caller,
+        name: &str,
+        patch: SettingsPatch,
+    ) -> Result<Settings> {
         let instance = self.target(caller, name).await?;
         let settings = patch.apply(instance.settings.clone())?;
         let updated = self.change(&instance, InstanceChange::Settings(settings)).await?;
@@ -104,10 +130,19 @@ impl InstanceService {
         Ok(self.target(caller, name).await?.proxy.clone())
     }
 
-    pub async fn set_proxy(&self, caller: &Caller, name: &str, input: ProxyInput) -> Result<Option<ProxyConfig>> {
+    pub async fn set_proxy(
+        &self,
+        caller: &Caller,
+        name: &str,
+        input: ProxyInput,
+    ) -> Result<Option<ProxyConfig>> {
         let instance = self.target(caller, name).await?;
         let proxy = input.into_config(&self.keys)?;
-        Ok(self.change(&instance, InstanceChange::Proxy(proxy)).await?.proxy.clone())
+        Ok(self
+            .change(&instance, InstanceChange::Proxy(proxy))
+            .await?
+            .proxy
+            .clone())
     }
 
     pub async fn s3(&self, caller: &Caller, name: &str) -> Result<Option<S3Config>> {
@@ -133,7 +168,12 @@ impl InstanceService {
         }
         match &caller.scope {
             Scope::Instance(id) => {
-                let own = self.ports.registry.instance(id).await?.ok_or(Error::InvalidToken)?;
+                let own = self
+                    .ports
+                    .registry
+                    .instance(id)
+                    .await?
+                    .ok_or(Error::InvalidToken)?;
                 if own.name.as_str() != name {
                     return Err(Error::InstanceMismatch);
                 }
@@ -141,13 +181,22 @@ impl InstanceService {
             }
             Scope::Account => {
                 let name = InstanceName::parse(name).map_err(|_| Error::InstanceNotFound)?;
-                let instance = self.ports.registry.instance_by_name(&caller.account.id, &name).await?;
-                instance.filter(|i| caller.may_access(i)).ok_or(Error::InstanceNotFound)
+                let instance = self
+                    .ports
+                    .registry
+                    .instance_by_name(&caller.account.id, &name)
+                    .await?;
+                instance
+                    .filter(|i| caller.may_access(i))
+                    .ok_or(Error::InstanceNotFound)
             }
         }
     }
 
     pub(super) async fn change(&self, instance: &Instance, change: InstanceChange) -> Result<Arc<Instance>> {
-        self.ports.registry.update_instance(&instance.id, change, self.clock.now()).await
+        self.ports
+            .registry
+            .update_instance(&instance.id, change, self.clock.now())
+            .await
     }
 }

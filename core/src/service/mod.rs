@@ -39,7 +39,11 @@ impl Services {
         Self {
             auth: Arc::new(Auth::new(ports.registry.clone(), keys.clone())),
             limiter: Arc::new(RateLimiter::new(ports.counters.clone(), clock.clone())),
-            accounts: Arc::new(AccountService::new(ports.registry.clone(), keys.clone(), clock.clone())),
+            accounts: Arc::new(AccountService::new(
+                ports.registry.clone(),
+                keys.clone(),
+                clock.clone(),
+            )),
             instances: Arc::new(InstanceService::new(ports, keys.clone(), clock, connect)),
             keys,
         }
@@ -48,6 +52,9 @@ impl Services {
 
 impl Default for ConnectPolicy {
     fn default() -> Self {
-        Self { wait: Duration::from_secs(60), poll_interval: Duration::from_millis(50) }
+        Self {
+            wait: Duration::from_secs(60),
+            poll_interval: Duration::from_millis(50),
+        }
     }
 }

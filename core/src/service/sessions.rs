@@ -34,16 +34,25 @@ pub struct ConnectOptions {
 impl InstanceService {
     /// Starts a login and returns the first code the session host reports.
     #[tracing::instrument(skip_all, fields(account = %caller.account.id))]
-    pub async fn connect(&self, caller: &Caller, name: &str, options: ConnectOptions) -> Result<ConnectOutcome> {
+    pub async fn connect(
+        &self,
+        caller: &Caller,
+        name: &str,
+        options: ConnectOptions,
+    ) -> Result<ConnectOutcome> {
         let instance = self.target(caller, name).await?;
         let login = match options.number.as_deref() {
-            Some(number) => LoginMethod::PairingCode { phone: PhoneNumber::parse(number)? },
+            Some(number) => LoginMethod::PairingCode {
+                phone: PhoneNumber::parse(number)?,
+            },
             None => LoginMethod::QrCode,
         };
         let history_days = options
             .history_days
             .map(|days| u16::try_from(days).ok().filter(|d| (1..=365).contains(d)))
-            .map(|days| days.ok_or_else(|| Error::invalid_because("history", "a number of days from 1 to 365")))
+            .map(|days| {
+                days.ok_or_else(|| Error::invalid_because("history", "a number of days from 1 to 365"))
+            })
             .transpose()?;
         if instance.connection.state == InstanceState::Connected {
             return Err(Error::AlreadyConnected);
@@ -56,8 +65,12 @@ impl InstanceService {
             outcome: None,
         };
         self.ports.registry.put_connect_request(&request).await?;
-        let command =
-            SessionCommand::Connect { instance: instance.id.clone(), request: request.id.clone(), login, history_days };
+        let command = SessionCommand::Connect {
+            instance: instance.id.clone(),
+            request: request.id.clone(),
+            login,
+            history_days,
+        };
         let outcome = match self.ports.commands.send(&command).await {
             Ok(()) => self.await_outcome(&request.id).await,
             Err(error) => Err(error),
@@ -74,11 +87,15 @@ impl InstanceService {
             Ok(Some(code)) => Ok(code),
             Ok(None) => {
                 tracing::warn!(instance = %instance.id, wait = ?self.connect.wait, "no answer from a session host");
-                Err(Error::ConnectFailed { reason: "no answer from a session host in time".into() })
+                Err(Error::ConnectFailed {
+                    reason: "no answer from a session host in time".into(),
+                })
             }
             Err(error) => {
                 tracing::error!(instance = %instance.id, %error, "connect request could not be sent");
-                Err(Error::ConnectFailed { reason: "command queue unavailable".into() })
+                Err(Error::ConnectFailed {
+                    reason: "command queue unavailable".into(),
+                })
             }
         }
     }
@@ -87,7 +104,13 @@ impl InstanceService {
     async fn await_outcome(&self, id: &ConnectRequestId) -> Result<Option<ConnectOutcome>> {
         let deadline = Instant::now() + self.connect.wait;
         loop {
-            if let Some(outcome) = self.ports.registry.connect_request(id).await?.and_then(|r| r.outcome) {
+            if let Some(outcome) = self
+                .ports
+                .registry
+                .connect_request(id)
+                .await?
+                .and_then(|r| r.outcome)
+            {
                 return Ok(Some(outcome));
             }
             let now = Instant::now();
@@ -110,16 +133,24 @@ impl InstanceService {
             .blobs
             .exists(&BlobKey::session_store(&instance.id))
             .await
-            .map_err(|_| Error::ReconnectFailed { reason: "session store unavailable" })?;
+            .map_err(|_| Error::ReconnectFailed {
+                reason: "session store unavailable",
+            })?;
         if !saved {
             return Err(Error::NoSavedSession);
         }
-        self.ports.commands.send(&SessionCommand::Reconnect { instance: instance.id.clone() }).await.map_err(
-            |error| {
+        self.ports
+            .commands
+            .send(&SessionCommand::Reconnect {
+                instance: instance.id.clone(),
+            })
+            .await
+            .map_err(|error| {
                 tracing::error!(instance = %instance.id, %error, "reconnect command could not be sent");
-                Error::ReconnectFailed { reason: "command queue unavailable" }
-            },
-        )
+                Error::ReconnectFailed {
+                    reason: "command queue unavailable",
+                }
+            })
     }
 
     /// Unlinks the device and wipes the saved credentials; the instance and its token stay.
@@ -128,14 +159,32 @@ impl InstanceService {
     pub async fn logout(&self, caller: &Caller, name: &str) -> Result<()> {
         let instance = self.target(caller, name).await?;
         let wiped = async {
-            self.ports.blobs.delete(&BlobKey::session_store(&instance.id)).await?;
+            self.ports
+                .blobs
+                .delete(&BlobKey::session_store(&instance.id))
+                .await?;
             if instance.connection.state == InstanceState::LoggedOut {
                 return Ok(());
             }
-            let connection = Connection { state: InstanceState::LoggedOut, ..Connection::default() };
-            self.change(&instance, InstanceChange::Session { connection, profile: Profile::default() }).await?;
-            let change = StateChange::LoggedOut { reason: "logout requested through the API".into() };
-            self.ports.events.send(&Event::state(instance.id.clone(), &change, self.clock.now())).await
+            let connection = Connection {
+                state: InstanceState::LoggedOut,
+                ..Connection::default()
+            };
+            self.change(
+                &instance,
+                InstanceChange::Session {
+                    connection,
+                    profile: Profile::default(),
+                },
+            )
+            .await?;
+            let change = StateChange::LoggedOut {
+                reason: "logout requested through the API".into(),
+            };
+            self.ports
+                .events
+                .send(&Event::state(instance.id.clone(), &change, self.clock.now()))
+                .await
         };
         wiped.await.map_err(|error| {
             tracing::error!(instance = %instance.id, %error, "logout failed");

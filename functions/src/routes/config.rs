@@ -24,7 +24,11 @@ pub async fn get_settings(
     InstancePath(name): InstancePath,
 ) -> Result<Json<SettingsResponse>, ApiError> {
     let settings = app.services.instances.settings(&caller, &name).await?;
-    Ok(Json(SettingsResponse { success: true, message: "Settings retrieved successfully", settings }))
+    Ok(Json(SettingsResponse {
+        success: true,
+        message: "Settings retrieved successfully",
+        settings,
+    }))
 }
 
 /// Changes the named settings (at least one); a live session applies them at once.
@@ -41,8 +45,16 @@ pub async fn update_settings(
     InstancePath(name): InstancePath,
     ApiJson(patch): ApiJson<SettingsPatch>,
 ) -> Result<Json<SettingsResponse>, ApiError> {
-    let settings = app.services.instances.update_settings(&caller, &name, patch).await?;
-    Ok(Json(SettingsResponse { success: true, message: "Settings updated successfully", settings }))
+    let settings = app
+        .services
+        .instances
+        .update_settings(&caller, &name, patch)
+        .await?;
+    Ok(Json(SettingsResponse {
+        success: true,
+        message: "Settings updated successfully",
+        settings,
+    }))
 }
 
 #[utoipa::path(get, path = "/api/instance/getProxy/{instance}", tag = "Instance configuration",
@@ -80,7 +92,11 @@ pub async fn update_proxy(
     ApiJson(input): ApiJson<ProxyInput>,
 ) -> Result<Json<ProxyResponse>, ApiError> {
     let proxy = app.services.instances.set_proxy(&caller, &name, input).await?;
-    Ok(Json(ProxyResponse { success: true, message: "Proxy configuration updated", proxy: proxy.as_ref().into() }))
+    Ok(Json(ProxyResponse {
+        success: true,
+        message: "Proxy configuration updated",
+        proxy: proxy.as_ref().into(),
+    }))
 }
 
 #[utoipa::path(get, path = "/api/instance/getS3/{instance}", tag = "Instance configuration",
@@ -95,7 +111,11 @@ pub async fn get_s3(
     InstancePath(name): InstancePath,
 ) -> Result<Json<S3Response>, ApiError> {
     let s3 = app.services.instances.s3(&caller, &name).await?;
-    Ok(Json(S3Response { success: true, message: "S3 configuration retrieved successfully", s3: s3.as_ref().into() }))
+    Ok(Json(S3Response {
+        success: true,
+        message: "S3 configuration retrieved successfully",
+        s3: s3.as_ref().into(),
+    }))
 }
 
 /// Sets the bucket received media are stored in; `{"enabled": false}` deletes the stored credentials.
@@ -113,5 +133,9 @@ pub async fn update_s3(
     ApiJson(input): ApiJson<S3Input>,
 ) -> Result<Json<S3Response>, ApiError> {
     let s3 = app.services.instances.set_s3(&caller, &name, input).await?;
-    Ok(Json(S3Response { success: true, message: "S3 configuration updated", s3: s3.as_ref().into() }))
+    Ok(Json(S3Response {
+        success: true,
+        message: "S3 configuration updated",
+        s3: s3.as_ref().into(),
+    }))
 }

@@ -12,8 +12,8 @@ use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, Authenticated, InstancePath};
 use crate::views::{
-    CreatedInstanceView, CreatedResponse, InstanceStatusResponse, IntegrationsReport, ListResponse, StatusOnly,
-    timestamp,
+    CreatedInstanceView, CreatedResponse, InstanceStatusResponse, IntegrationsReport, ListResponse,
+    StatusOnly, timestamp,
 };
 
 /// Provisions an instance in the caller's account, optionally with its proxy, webhook, WebSocket,
@@ -46,7 +46,12 @@ pub async fn create_instance(
     let integrations = IntegrationsReport::of(instance);
     Ok((
         StatusCode::CREATED,
-        Json(CreatedResponse { success: true, message: "Instance created", instance: view, integrations }),
+        Json(CreatedResponse {
+            success: true,
+            message: "Instance created",
+            instance: view,
+            integrations,
+        }),
     ))
 }
 
@@ -74,7 +79,11 @@ pub async fn list_instances(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<axum::response::Response, ApiError> {
     let Query(query) = query.map_err(|_| ApiError::from(ryze_core::Error::invalid("instanceName")))?;
-    let instances = app.services.instances.list(&caller, query.instance_name.as_deref()).await?;
+    let instances = app
+        .services
+        .instances
+        .list(&caller, query.instance_name.as_deref())
+        .await?;
     app.list_renderer.render(&app.services.instances, &instances)
 }
 

@@ -51,7 +51,9 @@ pub fn master_key(data_dir: &Path) -> Result<MasterKey> {
     match options.open(&path) {
         Ok(mut file) => {
             let key = MasterKey::generate();
-            file.write_all(key.to_base64().as_bytes()).and_then(|()| file.sync_all()).map_err(Error::storage)?;
+            file.write_all(key.to_base64().as_bytes())
+                .and_then(|()| file.sync_all())
+                .map_err(Error::storage)?;
             tracing::info!(path = %path.display(), "generated a new sealing key");
             Ok(key)
         }
@@ -76,7 +78,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join("seal.key")).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join("seal.key"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }

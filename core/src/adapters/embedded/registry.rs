@@ -89,7 +89,9 @@ impl FileRegistry {
         let mut index = InstanceIndex::default();
         {
             let mut statement = connection.prepare("SELECT doc FROM instances").map_err(storage)?;
-            let docs = statement.query_map([], |row| row.get::<_, String>(0)).map_err(storage)?;
+            let docs = statement
+                .query_map([], |row| row.get::<_, String>(0))
+                .map_err(storage)?;
             for doc in docs {
                 index.put(Arc::new(from_json(&doc.map_err(storage)?)?));
             }
@@ -106,7 +108,9 @@ impl FileRegistry {
 
     fn connect(path: &Path) -> Result<Connection> {
         let connection = Connection::open(path).map_err(storage)?;
-        connection.busy_timeout(std::time::Duration::from_secs(10)).map_err(storage)?;
+        connection
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(storage)?;
         connection
             .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
             .map_err(storage)?;
@@ -159,15 +163,22 @@ impl InstanceRegistry for FileRegistry {
     async fn insert_account(&self, account: &Account) -> Result<()> {
         let account = account.clone();
         self.write(move |connection, _| {
-            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(storage)?;
-            let owner = to_json(&TokenOwner::Account { account: account.id.clone() })?;
+            let tx = connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(storage)?;
+            let owner = to_json(&TokenOwner::Account {
+                account: account.id.clone(),
+            })?;
             tx.execute(
                 "INSERT INTO tokens (hash, owner, instance_id) VALUES (?1, ?2, NULL)",
                 params![account.token_hash.as_str(), owner],
             )
             .map_err(storage)?;
-            tx.execute("INSERT INTO accounts (id, doc) VALUES (?1, ?2)", params![account.id.as_str(), to_json(&account)?])
-                .map_err(storage)?;
+            tx.execute(
+                "INSERT INTO accounts (id, doc) VALUES (?1, ?2)",
+                params![account.id.as_str(), to_json(&account)?],
+            )
+            .map_err(storage)?;
             tx.commit().map_err(storage)
         })
         .await
@@ -176,15 +187,22 @@ impl InstanceRegistry for FileRegistry {
     async fn update_account_limits(&self, id: &AccountId, limits: AccountLimits) -> Result<Account> {
         let id = id.clone();
         self.write(move |connection, _| {
-            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(storage)?;
+            let tx = connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(storage)?;
             let doc: Option<String> = tx
-                .query_row("SELECT doc FROM accounts WHERE id = ?1", [id.as_str()], |row| row.get(0))
+                .query_row("SELECT doc FROM accounts WHERE id = ?1", [id.as_str()], |row| {
+                    row.get(0)
+                })
                 .optional()
                 .map_err(storage)?;
             let mut account: Account = from_json(&doc.ok_or(Error::AccountNotFound)?)?;
             account.limits = limits;
-            tx.execute("UPDATE accounts SET doc = ?2 WHERE id = ?1", params![id.as_str(), to_json(&account)?])
-                .map_err(storage)?;
+            tx.execute(
+                "UPDATE accounts SET doc = ?2 WHERE id = ?1",
+                params![id.as_str(), to_json(&account)?],
+            )
+            .map_err(storage)?;
             tx.commit().map_err(storage)?;
             Ok(account)
         })
@@ -214,7 +232,9 @@ impl InstanceRegistry for FileRegistry {
     async fn insert_instance(&self, instance: &Instance, quota: u32) -> Result<()> {
         let instance = Arc::new(instance.clone());
         self.write(move |connection, index| {
-            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(storage)?;
+            let tx = connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(storage)?;
             let (account, name) = (instance.account_id.as_str(), instance.name.as_str());
             let name_taken: bool = tx
                 .query_row(
@@ -237,13 +257,19 @@ impl InstanceRegistry for FileRegistry {
                 return Err(Error::TokenInUse);
             }
             let held: u32 = tx
-                .query_row("SELECT COUNT(*) FROM instances WHERE account_id = ?1", [account], |row| row.get(0))
+                .query_row(
+                    "SELECT COUNT(*) FROM instances WHERE account_id = ?1",
+                    [account],
+                    |row| row.get(0),
+                )
                 .map_err(storage)?;
             if held >= quota {
                 return Err(Error::QuotaExceeded);
             }
-            let owner =
-                to_json(&TokenOwner::Instance { account: instance.account_id.clone(), instance: instance.id.clone() })?;
+            let owner = to_json(&TokenOwner::Instance {
+                account: instance.account_id.clone(),
+                instance: instance.id.clone(),
+            })?;
             tx.execute(
                 "INSERT INTO tokens (hash, owner, instance_id) VALUES (?1, ?2, ?3)",
                 params![instance.token_hash.as_str(), owner, instance.id.as_str()],
@@ -265,7 +291,11 @@ impl InstanceRegistry for FileRegistry {
         Ok(self.inner.index()?.by_id.get(id).cloned())
     }
 
-    async fn instance_by_name(&self, account: &AccountId, name: &InstanceName) -> Result<Option<Arc<Instance>>> {
+    async fn instance_by_name(
+        &self,
+        account: &AccountId,
+        name: &InstanceName,
+    ) -> Result<Option<Arc<Instance>>> {
         let index = self.inner.index()?;
         let id = index.by_account.get(account).and_then(|names| names.get(name));
         Ok(id.and_then(|id| index.by_id.get(id)).cloned())
@@ -273,8 +303,13 @@ impl InstanceRegistry for FileRegistry {
 
     async fn instances(&self, account: &AccountId) -> Result<Vec<Arc<Instance>>> {
         let index = self.inner.index()?;
-        let Some(names) = index.by_account.get(account) else { return Ok(Vec::new()) };
-        Ok(names.values().filter_map(|id| index.by_id.get(id).cloned()).collect())
+        let Some(names) = index.by_account.get(account) else {
+            return Ok(Vec::new());
+        };
+        Ok(names
+            .values()
+            .filter_map(|id| index.by_id.get(id).cloned())
+            .collect())
     }
 
     async fn update_instance(
@@ -285,12 +320,20 @@ impl InstanceRegistry for FileRegistry {
     ) -> Result<Arc<Instance>> {
         let id = id.clone();
         self.write(move |connection, index| {
-            let current = index.read().map_err(|_| storage("index poisoned"))?.by_id.get(&id).cloned();
+            let current = index
+                .read()
+                .map_err(|_| storage("index poisoned"))?
+                .by_id
+                .get(&id)
+                .cloned();
             let current = current.ok_or(Error::InstanceNotFound)?;
             let mut updated = Instance::clone(&current);
             updated.apply(change, at);
             connection
-                .execute("UPDATE instances SET doc = ?2 WHERE id = ?1", params![id.as_str(), to_json(&updated)?])
+                .execute(
+                    "UPDATE instances SET doc = ?2 WHERE id = ?1",
+                    params![id.as_str(), to_json(&updated)?],
+                )
                 .map_err(storage)?;
             let updated = Arc::new(updated);
             write_index(index)?.put(updated.clone());
@@ -302,9 +345,13 @@ impl InstanceRegistry for FileRegistry {
     async fn delete_instance(&self, id: &InstanceId) -> Result<()> {
         let id = id.clone();
         self.write(move |connection, index| {
-            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(storage)?;
-            tx.execute("DELETE FROM tokens WHERE instance_id = ?1", [id.as_str()]).map_err(storage)?;
-            tx.execute("DELETE FROM instances WHERE id = ?1", [id.as_str()]).map_err(storage)?;
+            let tx = connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(storage)?;
+            tx.execute("DELETE FROM tokens WHERE instance_id = ?1", [id.as_str()])
+                .map_err(storage)?;
+            tx.execute("DELETE FROM instances WHERE id = ?1", [id.as_str()])
+                .map_err(storage)?;
             tx.commit().map_err(storage)?;
             write_index(index)?.remove(&id);
             Ok(())
@@ -316,7 +363,10 @@ impl InstanceRegistry for FileRegistry {
         let (id, doc) = (request.id.clone(), to_json(request)?);
         self.write(move |connection, _| {
             connection
-                .execute("INSERT OR REPLACE INTO connect_requests (id, doc) VALUES (?1, ?2)", params![id.as_str(), doc])
+                .execute(
+                    "INSERT OR REPLACE INTO connect_requests (id, doc) VALUES (?1, ?2)",
+                    params![id.as_str(), doc],
+                )
                 .map(drop)
                 .map_err(storage)
         })
@@ -336,16 +386,25 @@ impl InstanceRegistry for FileRegistry {
     async fn answer_connect_request(&self, id: &ConnectRequestId, outcome: ConnectOutcome) -> Result<()> {
         let id = id.clone();
         self.write(move |connection, _| {
-            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(storage)?;
+            let tx = connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(storage)?;
             let doc: Option<String> = tx
-                .query_row("SELECT doc FROM connect_requests WHERE id = ?1", [id.as_str()], |row| row.get(0))
+                .query_row(
+                    "SELECT doc FROM connect_requests WHERE id = ?1",
+                    [id.as_str()],
+                    |row| row.get(0),
+                )
                 .optional()
                 .map_err(storage)?;
             let Some(doc) = doc else { return Ok(()) };
             let mut request: ConnectRequest = from_json(&doc)?;
             request.outcome = Some(outcome);
-            tx.execute("UPDATE connect_requests SET doc = ?2 WHERE id = ?1", params![id.as_str(), to_json(&request)?])
-                .map_err(storage)?;
+            tx.execute(
+                "UPDATE connect_requests SET doc = ?2 WHERE id = ?1",
+                params![id.as_str(), to_json(&request)?],
+            )
+            .map_err(storage)?;
             tx.commit().map_err(storage)
         })
         .await
@@ -354,7 +413,10 @@ impl InstanceRegistry for FileRegistry {
     async fn delete_connect_request(&self, id: &ConnectRequestId) -> Result<()> {
         let id = id.clone();
         self.write(move |connection, _| {
-            connection.execute("DELETE FROM connect_requests WHERE id = ?1", [id.as_str()]).map(drop).map_err(storage)
+            connection
+                .execute("DELETE FROM connect_requests WHERE id = ?1", [id.as_str()])
+                .map(drop)
+                .map_err(storage)
         })
         .await
     }

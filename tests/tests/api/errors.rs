@@ -1,0 +1,71 @@
+//! Failures outside any handler: unknown routes, wrong methods, missing names. All in the envelope.
+
+use axum::http::{Method, StatusCode};
+use ryze_tests::TestApp;
+
+#[tokio::test]
+async fn unknown_routes_answer_404_in_the_envelope() {
+    let app = TestApp::new();
+    for path in [
+        "/",
+        "/nope",
+        "/api/instance",
+        "/api/instance/unknown/x",
+        "/api/instance/connect/a/b",
+    ] {
+        let response = app.request(Method::GET, path, None, None).await;
+        assert_eq!(response.status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(response.error_message(), "Route not found", "{path}");
+    }
+}
+
+#[tokio::test]
+async fn wrong_methods_answer_405_in_the_envelope() {
+    let app = TestApp::new();
+    let account = app.account().await;
+    for (method, path) in [
+        (Method::GET, "/api/instance/new"),
+        (Method::POST, "/api/instance/list"),
+        (Method::GET, "/api/instance/delete/a"),
+        (Method::POST, "/api/instance/connect/a"),
+        (Method::PUT, "/api/instance/settings/a"),
+        (Method::POST, "/health"),
+    ] {
+        let response = app
+            .request(method.clone(), path, Some(&account.token), None)
+            .await;
+        assert_eq!(response.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert_eq!(response.error_message(), "Method not allowed", "{method} {path}");
+    }
+}
+
+#[tokio::test]
+async fn a_missing_instance_name_is_400() {
+    let app = TestApp::new();
+    let account = app.account().await;
+    for path in [
+        "/api/instance/connect/",
+        "/api/instance/connect",
+        "/api/instance/getSettings/",
+        "/api/instance/delete/",
+    ] {
+        let response = app.request(Method::GET, path, Some(&account.token), None).await;
+        assert_eq!(response.status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(response.error_message(), "Instance name is required", "{path}");
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_instance_is_404() {
+    let app = TestApp::new();
+    let account = app.account().await;
+    for path in [
+        "/api/instance/getSettings/nope",
+        "/api/instance/getSettings/bad%20name",
+        "/api/instance/connect/nope",
+    ] {
+        let response = app.get(path, &account.token).await;
+        assert_eq!(response.status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(response.error_message(), "Instance not found", "{path}");
+    }
+}

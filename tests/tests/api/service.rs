@@ -1,0 +1,83 @@
+//! Health, the OpenAPI document and the docs page.
+
+use axum::http::{Method, StatusCode};
+use ryze_tests::TestApp;
+
+#[tokio::test]
+async fn health_needs_no_token() {
+    let app = TestApp::new();
+    let response = app.request(Method::GET, "/health", None, None).await;
+    assert_eq!(response.status, StatusCode::OK);
+    assert_eq!(response.json["success"], true);
+    assert_eq!(response.json["status"], "ok");
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let app = TestApp::new();
+    let response = app.request(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(response.status, StatusCode::OK);
+    let document = &response.json;
+    assert_eq!(document["openapi"], "3.1.0");
+    let paths = document["paths"].as_object().expect("paths");
+    for (path, method) in [
+        ("/api/instance/new", "post"),
+        ("/api/instance/list", "get"),
+        ("/api/instance/delete/{instance}", "delete"),
+        ("/api/instance/connect/{instance}", "get"),
+        ("/api/instance/reconnect/{instance}", "post"),
+        ("/api/instance/logout/{instance}", "delete"),
+        ("/api/instance/getSettings/{instance}", "get"),
+        ("/api/instance/settings/{instance}", "post"),
+        ("/api/instance/getProxy/{instance}", "get"),
+        ("/api/instance/proxy/{instance}", "post"),
+        ("/api/instance/getS3/{instance}", "get"),
+        ("/api/instance/s3/{instance}", "post"),
+        ("/health", "get"),
+    ] {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} is not documented"
+        );
+    }
+    let schemes = &document["components"]["securitySchemes"];
+    assert_eq!(schemes["token"]["in"], "header");
+    assert_eq!(schemes["bearer"]["scheme"], "bearer");
+    let create = &document["components"]["schemas"]["CreateInstance"]["properties"];
+    assert!(create.get("webhookURL").is_some() && create.get("s3PathPrefix").is_some());
+    assert_eq!(
+        *document,
+        ryze_functions::openapi()
+            .to_json()
+            .map(|j| serde_json::from_str::<serde_json::Value>(&j).unwrap())
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn the_docs_page_and_its_assets_are_served_by_the_binary() {
+    let app = TestApp::new();
+    let page = app.request(Method::GET, "/docs/", None, None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text.contains("swagger-ui"), "{}", page.text);
+    for asset in [
+        "/docs/swagger-ui.css",
+        "/docs/swagger-ui-bundle.js",
+        "/docs/swagger-initializer.js",
+    ] {
+        let response = app.request(Method::GET, asset, None, None).await;
+        assert_eq!(response.status, StatusCode::OK, "{asset}");
+        assert!(response.text.len() > 100, "{asset} is empty");
+    }
+    let initializer = app
+        .request(Method::GET, "/docs/swagger-initializer.js", None, None)
+        .await;
+    assert!(
+        initializer.text.contains("/openapi.json"),
+        "the page loads our document"
+    );
+    assert!(
+        !initializer.text.contains("https://"),
+        "the page must not need the internet"
+    );
+}
