@@ -94,8 +94,17 @@ impl TestApp {
         Self::open(self.dir.clone())
     }
 
+    /// An app whose ports are the embedded ones as changed by `adapt` (to inject failures, say).
+    pub fn with_ports(adapt: impl FnOnce(Ports) -> Ports) -> Self {
+        Self::build(Arc::new(tempfile::tempdir().expect("temp dir")), adapt)
+    }
+
     fn open(dir: Arc<TempDir>) -> Self {
-        let ports = embedded::open(dir.path()).expect("embedded store opens");
+        Self::build(dir, |ports| ports)
+    }
+
+    fn build(dir: Arc<TempDir>, adapt: impl FnOnce(Ports) -> Ports) -> Self {
+        let ports = adapt(embedded::open(dir.path()).expect("embedded store opens"));
         let keys = Keyring::new(&embedded::master_key(dir.path()).expect("key"));
         let clock = Arc::new(ManualClock::at(
             Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap(),

@@ -4,6 +4,7 @@ mod auth;
 mod config;
 mod connection;
 mod errors;
+mod failures;
 mod instances;
 mod parsing;
 mod rate_limits;

@@ -1,0 +1,164 @@
+//! The `ryze` binary end to end: accounts from the CLI, the server on a real socket, a restart.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+const RYZE: &str = env!("CARGO_BIN_EXE_ryze");
+
+/// A running `ryze serve`, killed on drop, with everything it logged so far.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    log: mpsc::Receiver<String>,
+}
+
+impl Server {
+    /// Starts the server with `RYZE_DATA_DIR` and `RYZE_LISTEN` from the environment.
+    fn start(data_dir: &Path) -> Self {
+        let mut child = Command::new(RYZE)
+            .arg("serve")
+            .env("RYZE_DATA_DIR", data_dir)
+            .env("RYZE_LISTEN", "127.0.0.1:0")
+            .env("RYZE_LOG_FORMAT", "json")
+            .env("RYZE_CONNECT_WAIT_SECS", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ryze serve starts");
+        let (lines, log) = mpsc::channel();
+        let stderr = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = lines.send(line);
+            }
+        });
+        loop {
+            let line = log.recv_timeout(Duration::from_secs(30)).expect("the server logs `serving` within 30 s");
+            let entry: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+            if entry["message"] == "serving" {
+                let addr = entry["listen"].as_str().expect("listen").parse().expect("an address");
+                return Self { child, addr, log };
+            }
+        }
+    }
+
+    fn request(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+        let mut stream = TcpStream::connect(self.addr).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let token = token.map(|t| format!("token: {t}\r\n")).unwrap_or_default();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nhost: test\r\n{token}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("write");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("read");
+        let status = response[9..12].parse().expect("status");
+        let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    }
+
+    /// Stops the server with SIGTERM, as a service manager would, and returns what it logged.
+    fn stop(mut self) -> String {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
+        assert!(status.success());
+        let exit = self.child.wait().expect("the server exits");
+        assert!(exit.success(), "a graceful stop exits 0, got {exit}");
+        self.log.try_iter().collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ryze(args: &[&str], data_dir: &Path) -> std::process::Output {
+    Command::new(RYZE).args(args).env("RYZE_DATA_DIR", data_dir).output().expect("ryze runs")
+}
+
+#[test]
+fn the_binary_serves_the_api_on_its_embedded_store_across_restarts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().join("data");
+
+    let created = ryze(&["account", "create", "--name", "acme", "--quota", "5", "--rate-limit", "1000"], &data_dir);
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let stdout = String::from_utf8(created.stdout).expect("utf-8");
+    assert_eq!(stdout.lines().count(), 1, "one line of JSON: {stdout}");
+    let account: Value = serde_json::from_str(&stdout).expect("JSON");
+    let token = account["token"].as_str().expect("token").to_owned();
+    assert!(account["accountId"].is_string());
+    assert!(!String::from_utf8_lossy(&created.stderr).contains(&token), "the token was logged");
+    assert!(data_dir.join("seal.key").exists(), "the first start creates the sealing key");
+
+    let server = Server::start(&data_dir);
+    let (status, health) = server.request("GET", "/health", None, None);
+    assert_eq!((status, &health["status"]), (200, &json!("ok")));
+    let (status, body) = server.request("POST", "/api/instance/new", Some(&token), Some(json!({"name": "sales"})));
+    assert_eq!(status, 201, "{body}");
+    let instance_token = body["instance"]["token"].as_str().expect("instance token").to_owned();
+    let (status, list) = server.request("GET", "/api/instance/list", Some(&token), None);
+    assert_eq!((status, &list["meta"]["total"]), (200, &json!(1)));
+    assert_eq!(server.request("GET", "/api/instance/list", Some(&token), None).0, 200);
+    let (status, limited) = server.request("GET", "/api/instance/list", None, None);
+    assert_eq!((status, &limited["error"]["message"]), (401, &json!("Missing token in header")));
+
+    // A second server on the same data directory is refused.
+    let second = ryze(&["serve", "--listen", "127.0.0.1:0"], &data_dir);
+    assert!(!second.status.success());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("in use"));
+
+    // An account added while the server runs is usable at once.
+    let created = ryze(&["account", "create", "--name", "globex"], &data_dir);
+    let globex: Value = serde_json::from_slice(&created.stdout).expect("JSON");
+    let (status, _) = server.request("GET", "/api/instance/list", globex["token"].as_str(), None);
+    assert_eq!(status, 200);
+
+    let log = server.stop();
+    for secret in [&token, &instance_token] {
+        assert!(!log.contains(secret.as_str()), "the server logged a token");
+    }
+
+    let restarted = Server::start(&data_dir);
+    let (status, list) = restarted.request("GET", "/api/instance/list", Some(&token), None);
+    assert_eq!(status, 200);
+    assert_eq!(list["instances"][0]["name"], "sales");
+    assert_eq!(list["instances"][0]["token"], instance_token.as_str());
+    let (status, _) = restarted.request("GET", "/api/instance/getSettings/sales", Some(&instance_token), None);
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn account_update_changes_the_limits() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let created = ryze(&["account", "create", "--name", "acme"], dir.path());
+    let account: Value = serde_json::from_slice(&created.stdout).expect("JSON");
+    let id = account["accountId"].as_str().expect("id");
+    let updated = ryze(&["account", "update", "--id", id, "--quota", "9", "--create-rate-limit", "3"], dir.path());
+    assert!(updated.status.success(), "{}", String::from_utf8_lossy(&updated.stderr));
+    let updated: Value = serde_json::from_slice(&updated.stdout).expect("JSON");
+    assert_eq!(updated["limits"], json!({"instanceQuota": 9, "requestsPerMinute": 100, "createsPerMinute": 3}));
+    let unknown = ryze(&["account", "update", "--id", "nope", "--quota", "1"], dir.path());
+    assert!(!unknown.status.success());
+}
+
+#[test]
+fn openapi_prints_the_document() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = ryze(&["openapi"], dir.path());
+    assert!(output.status.success());
+    let document: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(document["openapi"], "3.1.0");
+    assert!(document["paths"]["/api/instance/connect/{instance}"]["get"].is_object());
+}
