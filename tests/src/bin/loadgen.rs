@@ -111,7 +111,9 @@ async fn run(options: &Options, name: &'static str, path: &'static str) -> Measu
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0usize;
-            let Ok(mut sender) = connect(addr).await else { return (latencies, 1) };
+            let Ok(mut sender) = connect(addr).await else {
+                return (latencies, 1);
+            };
             loop {
                 let sent = Instant::now();
                 if sent >= end {
@@ -129,8 +131,13 @@ async fn run(options: &Options, name: &'static str, path: &'static str) -> Measu
             (latencies, errors)
         }));
     }
-    let mut measured =
-        Measured { name, requests: 0, errors: 0, elapsed: options.duration, latencies_us: Vec::new() };
+    let mut measured = Measured {
+        name,
+        requests: 0,
+        errors: 0,
+        elapsed: options.duration,
+        latencies_us: Vec::new(),
+    };
     for task in tasks {
         if let Ok((latencies, errors)) = task.await {
             measured.requests += latencies.len();
@@ -146,7 +153,14 @@ async fn seed(options: &Options) -> Result<(), Box<dyn std::error::Error>> {
     let mut sender = connect(options.addr).await?;
     for n in 0..options.seed {
         let body = format!(r#"{{"name":"bench-{n:05}"}}"#);
-        let status = send(&mut sender, "POST", "/api/instance/new", &options.token, Some(body)).await?;
+        let status = send(
+            &mut sender,
+            "POST",
+            "/api/instance/new",
+            &options.token,
+            Some(body),
+        )
+        .await?;
         if !matches!(status, 201 | 409) {
             return Err(format!("seeding instance {n} answered {status}").into());
         }

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use ryze_core::domain::{
-    Account, AccountId, AccountLimits, ConnectOutcome, ConnectRequest, ConnectRequestId, Instance, InstanceChange,
-    InstanceId, InstanceName,
+    Account, AccountId, AccountLimits, ConnectOutcome, ConnectRequest, ConnectRequestId, Instance,
+    InstanceChange, InstanceId, InstanceName,
 };
 use ryze_core::ports::{InstanceRegistry, TokenOwner};
 use ryze_core::secrets::TokenHash;
@@ -41,13 +41,22 @@ impl InstanceRegistry for BrokenRegistry {
     async fn instance(&self, id: &InstanceId) -> Result<Option<Arc<Instance>>> {
         self.0.instance(id).await
     }
-    async fn instance_by_name(&self, account: &AccountId, name: &InstanceName) -> Result<Option<Arc<Instance>>> {
+    async fn instance_by_name(
+        &self,
+        account: &AccountId,
+        name: &InstanceName,
+    ) -> Result<Option<Arc<Instance>>> {
         self.0.instance_by_name(account, name).await
     }
     async fn instances(&self, _: &AccountId) -> Result<Vec<Arc<Instance>>> {
         panic!("{CAUSE}")
     }
-    async fn update_instance(&self, _: &InstanceId, _: InstanceChange, _: DateTime<Utc>) -> Result<Arc<Instance>> {
+    async fn update_instance(
+        &self,
+        _: &InstanceId,
+        _: InstanceChange,
+        _: DateTime<Utc>,
+    ) -> Result<Arc<Instance>> {
         Err(Error::storage(CAUSE))
     }
     async fn delete_instance(&self, id: &InstanceId) -> Result<()> {
@@ -75,12 +84,28 @@ async fn storage_failures_and_panics_answer_500_without_the_cause() {
     });
     let account = app.account().await;
     let cases = [
-        (app.post("/api/instance/new", &account.token, json!({"name": "a"})).await, "Internal server error"),
-        (app.get("/api/instance/list", &account.token).await, "Internal server error"),
+        (
+            app.post("/api/instance/new", &account.token, json!({"name": "a"}))
+                .await,
+            "Internal server error",
+        ),
+        (
+            app.get("/api/instance/list", &account.token).await,
+            "Internal server error",
+        ),
     ];
     for (response, message) in cases {
-        assert_eq!(response.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", response.text);
+        assert_eq!(
+            response.status,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{}",
+            response.text
+        );
         assert_eq!(response.error_message(), message);
-        assert!(!response.text.contains("fire"), "the cause leaked: {}", response.text);
+        assert!(
+            !response.text.contains("fire"),
+            "the cause leaked: {}",
+            response.text
+        );
     }
 }

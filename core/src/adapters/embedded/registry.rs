@@ -5,10 +5,17 @@
 //! their only writer (the CLI writes accounts only, which are always read from SQLite, so an account
 //! added while the server runs is seen at once). Writes run on the blocking pool behind one writer
 //! lock, so a read-modify-write of an instance cannot lose a concurrent one.
+//!
+//! Every authenticated request resolves a token and reads its account, so both are cached too. A
+//! token's owner never changes (an instance token goes only when its instance is deleted, here), so
+//! token entries live until then. Accounts may be changed by the CLI from another process, so an
+//! account entry is trusted for [`ACCOUNT_TTL`] only; a miss always reads SQLite, so an account
+//! created by the CLI works at once.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -32,6 +39,10 @@ const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS connect_requests (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
 ";
 
+/// How long an account read from SQLite is served from memory: the delay for a limit change made by
+/// the CLI to reach a running server.
+pub const ACCOUNT_TTL: Duration = Duration::from_secs(1);
+
 #[derive(Clone)]
 pub struct FileRegistry {
     inner: Arc<Inner>,
@@ -43,6 +54,8 @@ struct Inner {
     pool: Mutex<Vec<Connection>>,
     writer: Mutex<()>,
     index: RwLock<InstanceIndex>,
+    tokens: RwLock<HashMap<TokenHash, TokenOwner>>,
+    accounts: RwLock<HashMap<AccountId, (Instant, Account)>>,
 }
 
 #[derive(Default)]
@@ -60,12 +73,12 @@ impl InstanceIndex {
         self.by_id.insert(instance.id.clone(), instance);
     }
 
-    fn remove(&mut self, id: &InstanceId) {
-        if let Some(instance) = self.by_id.remove(id)
-            && let Some(names) = self.by_account.get_mut(&instance.account_id)
-        {
+    fn remove(&mut self, id: &InstanceId) -> Option<Arc<Instance>> {
+        let instance = self.by_id.remove(id)?;
+        if let Some(names) = self.by_account.get_mut(&instance.account_id) {
             names.remove(&instance.name);
         }
+        Some(instance)
     }
 }
 
@@ -102,6 +115,8 @@ impl FileRegistry {
                 pool: Mutex::new(vec![connection]),
                 writer: Mutex::new(()),
                 index: RwLock::new(index),
+                tokens: RwLock::default(),
+                accounts: RwLock::default(),
             }),
         })
     }
@@ -142,12 +157,12 @@ impl FileRegistry {
     /// Runs a write on the blocking pool, one at a time; `f` may update the index after committing.
     async fn write<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Connection, &RwLock<InstanceIndex>) -> Result<T> + Send + 'static,
+        f: impl FnOnce(&mut Connection, &Inner) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let _writer = inner.writer.lock().map_err(|_| storage("writer poisoned"))?;
-            inner.with_connection(|connection| f(connection, &inner.index))
+            inner.with_connection(|connection| f(connection, &inner))
         })
         .await
         .map_err(storage)?
@@ -186,7 +201,7 @@ impl InstanceRegistry for FileRegistry {
 
     async fn update_account_limits(&self, id: &AccountId, limits: AccountLimits) -> Result<Account> {
         let id = id.clone();
-        self.write(move |connection, _| {
+        self.write(move |connection, inner| {
             let tx = connection
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(storage)?;
@@ -204,34 +219,53 @@ impl InstanceRegistry for FileRegistry {
             )
             .map_err(storage)?;
             tx.commit().map_err(storage)?;
+            if let Ok(mut cache) = inner.accounts.write() {
+                cache.insert(account.id.clone(), (Instant::now(), account.clone()));
+            }
             Ok(account)
         })
         .await
     }
 
     async fn account(&self, id: &AccountId) -> Result<Option<Account>> {
-        self.inner.with_connection(|connection| {
+        if let Some((read_at, account)) = self.inner.accounts.read().ok().and_then(|a| a.get(id).cloned())
+            && read_at.elapsed() < ACCOUNT_TTL
+        {
+            return Ok(Some(account));
+        }
+        let account: Option<Account> = self.inner.with_connection(|connection| {
             let doc: Option<String> = connection
                 .prepare_cached("SELECT doc FROM accounts WHERE id = ?1")
                 .and_then(|mut s| s.query_row([id.as_str()], |row| row.get(0)).optional())
                 .map_err(storage)?;
             doc.map(|d| from_json(&d)).transpose()
-        })
+        })?;
+        if let (Some(account), Ok(mut cache)) = (&account, self.inner.accounts.write()) {
+            cache.insert(id.clone(), (Instant::now(), account.clone()));
+        }
+        Ok(account)
     }
 
     async fn token_owner(&self, hash: &TokenHash) -> Result<Option<TokenOwner>> {
-        self.inner.with_connection(|connection| {
+        if let Some(owner) = self.inner.tokens.read().ok().and_then(|t| t.get(hash).cloned()) {
+            return Ok(Some(owner));
+        }
+        let owner: Option<TokenOwner> = self.inner.with_connection(|connection| {
             let owner: Option<String> = connection
                 .prepare_cached("SELECT owner FROM tokens WHERE hash = ?1")
                 .and_then(|mut s| s.query_row([hash.as_str()], |row| row.get(0)).optional())
                 .map_err(storage)?;
             owner.map(|o| from_json(&o)).transpose()
-        })
+        })?;
+        if let (Some(owner), Ok(mut cache)) = (&owner, self.inner.tokens.write()) {
+            cache.insert(hash.clone(), owner.clone());
+        }
+        Ok(owner)
     }
 
     async fn insert_instance(&self, instance: &Instance, quota: u32) -> Result<()> {
         let instance = Arc::new(instance.clone());
-        self.write(move |connection, index| {
+        self.write(move |connection, inner| {
             let tx = connection
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(storage)?;
@@ -281,7 +315,7 @@ impl InstanceRegistry for FileRegistry {
             )
             .map_err(storage)?;
             tx.commit().map_err(storage)?;
-            write_index(index)?.put(instance);
+            write_index(&inner.index)?.put(instance);
             Ok(())
         })
         .await
@@ -319,8 +353,9 @@ impl InstanceRegistry for FileRegistry {
         at: DateTime<Utc>,
     ) -> Result<Arc<Instance>> {
         let id = id.clone();
-        self.write(move |connection, index| {
-            let current = index
+        self.write(move |connection, inner| {
+            let current = inner
+                .index
                 .read()
                 .map_err(|_| storage("index poisoned"))?
                 .by_id
@@ -336,7 +371,7 @@ impl InstanceRegistry for FileRegistry {
                 )
                 .map_err(storage)?;
             let updated = Arc::new(updated);
-            write_index(index)?.put(updated.clone());
+            write_index(&inner.index)?.put(updated.clone());
             Ok(updated)
         })
         .await
@@ -344,7 +379,7 @@ impl InstanceRegistry for FileRegistry {
 
     async fn delete_instance(&self, id: &InstanceId) -> Result<()> {
         let id = id.clone();
-        self.write(move |connection, index| {
+        self.write(move |connection, inner| {
             let tx = connection
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(storage)?;
@@ -353,7 +388,10 @@ impl InstanceRegistry for FileRegistry {
             tx.execute("DELETE FROM instances WHERE id = ?1", [id.as_str()])
                 .map_err(storage)?;
             tx.commit().map_err(storage)?;
-            write_index(index)?.remove(&id);
+            let removed = write_index(&inner.index)?.remove(&id);
+            if let (Some(instance), Ok(mut tokens)) = (removed, inner.tokens.write()) {
+                tokens.remove(&instance.token_hash);
+            }
             Ok(())
         })
         .await
