@@ -74,7 +74,11 @@ async fn send(
         .body(Full::new(Bytes::from(body.unwrap_or_default())))?;
     let response = sender.send_request(request).await?;
     let status = response.status().as_u16();
-    response.into_body().collect().await?;
+    // Read every frame and drop it: buffering ~1 MB `list` bodies would bench the load generator.
+    let mut body = response.into_body();
+    while let Some(frame) = body.frame().await {
+        frame?;
+    }
     Ok(status)
 }
 

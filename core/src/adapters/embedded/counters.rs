@@ -26,7 +26,11 @@ impl RateCounter for MemoryRateCounter {
         if windows.len() > PRUNE_ABOVE {
             windows.retain(|_, (start, _)| *start >= window_start);
         }
-        let entry = windows.entry(key.to_owned()).or_insert((window_start, 0));
+        // Looked up before inserting, so that the hot path allocates no key.
+        let Some(entry) = windows.get_mut(key) else {
+            windows.insert(key.to_owned(), (window_start, 1));
+            return Ok(1);
+        };
         if entry.0 != window_start {
             *entry = (window_start, 0);
         }
