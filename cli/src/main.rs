@@ -22,11 +22,7 @@ use ryze_core::service::{ConnectPolicy, NewAccount, Services};
 use ryze_core::telemetry::{self, LogFormat};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "ryze",
-    version,
-    about = "WhatsApp instance API: server and operator commands"
-)]
+#[command(name = "ryze", version, about = "WhatsApp instance API: server and operator commands")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -135,28 +131,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data.data_dir)?;
     // The store's instance cache assumes one serving process per data directory.
     let lock = std::fs::File::create(args.data.data_dir.join("serve.lock"))?;
-    lock.try_lock().map_err(|_| {
-        anyhow::anyhow!(
-            "{} is in use by another `ryze serve`",
-            args.data.data_dir.display()
-        )
-    })?;
+    lock.try_lock()
+        .map_err(|_| anyhow::anyhow!("{} is in use by another `ryze serve`", args.data.data_dir.display()))?;
 
-    let connect = ConnectPolicy {
-        wait: Duration::from_secs(args.connect_wait_secs),
-        ..ConnectPolicy::default()
-    };
-    let app = ryze_functions::router(ryze_functions::AppState::new(services(
-        &args.data.data_dir,
-        connect,
-    )?));
+    let connect =
+        ConnectPolicy { wait: Duration::from_secs(args.connect_wait_secs), ..ConnectPolicy::default() };
+    let app = ryze_functions::router(ryze_functions::AppState::new(services(&args.data.data_dir, connect)?));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(listen = %listener.local_addr()?, data_dir = %args.data.data_dir.display(), "serving");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -184,24 +169,15 @@ async fn account(command: AccountCommand) -> anyhow::Result<()> {
     match command {
         AccountCommand::Create { name, limits, data } => {
             let services = services(&data.data_dir, ConnectPolicy::default())?;
-            let new = NewAccount {
-                name,
-                limits: limits.apply(AccountLimits::default()),
-            };
+            let new = NewAccount { name, limits: limits.apply(AccountLimits::default()) };
             let (account, token) = services.accounts.create(new).await?;
-            println!(
-                "{}",
-                serde_json::json!({ "accountId": account.id, "token": token })
-            );
+            println!("{}", serde_json::json!({ "accountId": account.id, "token": token }));
         }
         AccountCommand::Update { id, limits, data } => {
             let services = services(&data.data_dir, ConnectPolicy::default())?;
             let id = AccountId::from_stored(id);
             let current = services.accounts.get(&id).await?.context("no such account")?;
-            let account = services
-                .accounts
-                .update_limits(&id, limits.apply(current.limits))
-                .await?;
+            let account = services.accounts.update_limits(&id, limits.apply(current.limits)).await?;
             println!(
                 "{}",
                 serde_json::json!({ "accountId": account.id, "name": account.name, "limits": account.limits })

@@ -39,11 +39,7 @@ impl Server {
             }
         });
         // Owned by `Server` from here, so that a failed start is still killed and reaped on drop.
-        let mut server = Self {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            log,
-        };
+        let mut server = Self { child, addr: SocketAddr::from(([127, 0, 0, 1], 0)), log };
         loop {
             let line = server
                 .log
@@ -51,11 +47,7 @@ impl Server {
                 .expect("the server logs `serving` within 30 s");
             let entry: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
             if entry["message"] == "serving" {
-                server.addr = entry["listen"]
-                    .as_str()
-                    .expect("listen")
-                    .parse()
-                    .expect("an address");
+                server.addr = entry["listen"].as_str().expect("listen").parse().expect("an address");
                 return server;
             }
         }
@@ -75,9 +67,7 @@ impl Server {
         body: Option<Value>,
     ) -> (u16, String, Value) {
         let mut stream = TcpStream::connect(self.addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("timeout");
+        stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         let token = token.map(|t| format!("token: {t}\r\n")).unwrap_or_default();
         write!(
@@ -90,19 +80,13 @@ impl Server {
         stream.read_to_string(&mut response).expect("read");
         let status = response[9..12].parse().expect("status");
         let (head, body) = response.split_once("\r\n\r\n").unwrap_or_default();
-        (
-            status,
-            head.to_ascii_lowercase(),
-            serde_json::from_str(body).unwrap_or(Value::Null),
-        )
+        (status, head.to_ascii_lowercase(), serde_json::from_str(body).unwrap_or(Value::Null))
     }
 
     /// Stops the server with SIGTERM, as a service manager would, and returns what it logged.
     fn stop(mut self) -> String {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
+        let status =
+            Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
         assert!(status.success());
         let exit = self.child.wait().expect("the server exits");
         assert!(exit.success(), "a graceful stop exits 0, got {exit}");
@@ -118,11 +102,7 @@ impl Drop for Server {
 }
 
 fn ryze(args: &[&str], data_dir: &Path) -> std::process::Output {
-    Command::new(RYZE)
-        .args(args)
-        .env("RYZE_DATA_DIR", data_dir)
-        .output()
-        .expect("ryze runs")
+    Command::new(RYZE).args(args).env("RYZE_DATA_DIR", data_dir).output().expect("ryze runs")
 }
 
 #[test]
@@ -130,63 +110,29 @@ fn the_binary_serves_the_api_on_its_embedded_store_across_restarts() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data_dir = dir.path().join("data");
 
-    let created = ryze(
-        &[
-            "account",
-            "create",
-            "--name",
-            "acme",
-            "--quota",
-            "5",
-            "--rate-limit",
-            "1000",
-        ],
-        &data_dir,
-    );
-    assert!(
-        created.status.success(),
-        "{}",
-        String::from_utf8_lossy(&created.stderr)
-    );
+    let created =
+        ryze(&["account", "create", "--name", "acme", "--quota", "5", "--rate-limit", "1000"], &data_dir);
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
     let stdout = String::from_utf8(created.stdout).expect("utf-8");
     assert_eq!(stdout.lines().count(), 1, "one line of JSON: {stdout}");
     let account: Value = serde_json::from_str(&stdout).expect("JSON");
     let token = account["token"].as_str().expect("token").to_owned();
     assert!(account["accountId"].is_string());
-    assert!(
-        !String::from_utf8_lossy(&created.stderr).contains(&token),
-        "the token was logged"
-    );
-    assert!(
-        data_dir.join("seal.key").exists(),
-        "the first start creates the sealing key"
-    );
+    assert!(!String::from_utf8_lossy(&created.stderr).contains(&token), "the token was logged");
+    assert!(data_dir.join("seal.key").exists(), "the first start creates the sealing key");
 
     let server = Server::start(&data_dir);
     let (status, health) = server.request("GET", "/health", None, None);
     assert_eq!((status, &health["status"]), (200, &json!("ok")));
-    let (status, body) = server.request(
-        "POST",
-        "/api/instance/new",
-        Some(&token),
-        Some(json!({"name": "sales"})),
-    );
+    let (status, body) =
+        server.request("POST", "/api/instance/new", Some(&token), Some(json!({"name": "sales"})));
     assert_eq!(status, 201, "{body}");
-    let instance_token = body["instance"]["token"]
-        .as_str()
-        .expect("instance token")
-        .to_owned();
+    let instance_token = body["instance"]["token"].as_str().expect("instance token").to_owned();
     let (status, list) = server.request("GET", "/api/instance/list", Some(&token), None);
     assert_eq!((status, &list["meta"]["total"]), (200, &json!(1)));
-    assert_eq!(
-        server.request("GET", "/api/instance/list", Some(&token), None).0,
-        200
-    );
+    assert_eq!(server.request("GET", "/api/instance/list", Some(&token), None).0, 200);
     let (status, limited) = server.request("GET", "/api/instance/list", None, None);
-    assert_eq!(
-        (status, &limited["error"]["message"]),
-        (401, &json!("Missing token in header"))
-    );
+    assert_eq!((status, &limited["error"]["message"]), (401, &json!("Missing token in header")));
 
     // A second server on the same data directory is refused.
     let second = ryze(&["serve", "--listen", "127.0.0.1:0"], &data_dir);
@@ -201,10 +147,7 @@ fn the_binary_serves_the_api_on_its_embedded_store_across_restarts() {
 
     // A limit changed by the CLI reaches the running server (accounts are cached for a second).
     let id = account["accountId"].as_str().expect("id");
-    let updated = ryze(
-        &["account", "update", "--id", id, "--rate-limit", "777"],
-        &data_dir,
-    );
+    let updated = ryze(&["account", "update", "--id", id, "--rate-limit", "777"], &data_dir);
     assert!(updated.status.success());
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -212,10 +155,7 @@ fn the_binary_serves_the_api_on_its_embedded_store_across_restarts() {
         if head.contains("x-ratelimit-limit: 777") {
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the new limit did not arrive within 10 s: {head}"
-        );
+        assert!(std::time::Instant::now() < deadline, "the new limit did not arrive within 10 s: {head}");
         std::thread::sleep(Duration::from_millis(100));
     }
 
@@ -229,12 +169,8 @@ fn the_binary_serves_the_api_on_its_embedded_store_across_restarts() {
     assert_eq!(status, 200);
     assert_eq!(list["instances"][0]["name"], "sales");
     assert_eq!(list["instances"][0]["token"], instance_token.as_str());
-    let (status, _) = restarted.request(
-        "GET",
-        "/api/instance/getSettings/sales",
-        Some(&instance_token),
-        None,
-    );
+    let (status, _) =
+        restarted.request("GET", "/api/instance/getSettings/sales", Some(&instance_token), None);
     assert_eq!(status, 200);
 }
 
@@ -244,24 +180,9 @@ fn account_update_changes_the_limits() {
     let created = ryze(&["account", "create", "--name", "acme"], dir.path());
     let account: Value = serde_json::from_slice(&created.stdout).expect("JSON");
     let id = account["accountId"].as_str().expect("id");
-    let updated = ryze(
-        &[
-            "account",
-            "update",
-            "--id",
-            id,
-            "--quota",
-            "9",
-            "--create-rate-limit",
-            "3",
-        ],
-        dir.path(),
-    );
-    assert!(
-        updated.status.success(),
-        "{}",
-        String::from_utf8_lossy(&updated.stderr)
-    );
+    let updated =
+        ryze(&["account", "update", "--id", id, "--quota", "9", "--create-rate-limit", "3"], dir.path());
+    assert!(updated.status.success(), "{}", String::from_utf8_lossy(&updated.stderr));
     let updated: Value = serde_json::from_slice(&updated.stdout).expect("JSON");
     assert_eq!(
         updated["limits"],

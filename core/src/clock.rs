@@ -26,9 +26,7 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn at(start: DateTime<Utc>) -> Self {
-        Self {
-            millis: AtomicI64::new(start.timestamp_millis()),
-        }
+        Self { millis: AtomicI64::new(start.timestamp_millis()) }
     }
 
     pub fn advance(&self, by: std::time::Duration) {
@@ -43,8 +41,6 @@ impl ManualClock {
 
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
-        Utc.timestamp_millis_opt(self.millis.load(Ordering::SeqCst))
-            .single()
-            .unwrap_or_default()
+        Utc.timestamp_millis_opt(self.millis.load(Ordering::SeqCst)).single().unwrap_or_default()
     }
 }

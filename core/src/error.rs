@@ -60,17 +60,11 @@ pub enum Error {
 
 impl Error {
     pub fn invalid(field: impl Into<String>) -> Self {
-        Self::InvalidField {
-            field: field.into(),
-            detail: None,
-        }
+        Self::InvalidField { field: field.into(), detail: None }
     }
 
     pub fn invalid_because(field: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self::InvalidField {
-            field: field.into(),
-            detail: Some(detail.into()),
-        }
+        Self::InvalidField { field: field.into(), detail: Some(detail.into()) }
     }
 
     pub fn storage(cause: impl Into<BoxError>) -> Self {

@@ -21,13 +21,8 @@ use crate::secrets::TokenHash;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum TokenOwner {
-    Account {
-        account: AccountId,
-    },
-    Instance {
-        account: AccountId,
-        instance: InstanceId,
-    },
+    Account { account: AccountId },
+    Instance { account: AccountId, instance: InstanceId },
 }
 
 /// Where accounts, instances, their token hashes and pending connect requests are kept.
@@ -130,9 +125,7 @@ impl BlobKey {
                 !segment.is_empty()
                     && segment != "."
                     && segment != ".."
-                    && segment
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+                    && segment.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
             });
         valid.then_some(Self(key))
     }

@@ -128,9 +128,8 @@ impl MasterKey {
 
     /// Reads the key from its base64 text form (what the key file and `RYZE_SEAL_KEY` hold).
     pub fn from_base64(text: &str) -> Result<Self> {
-        let bytes = STANDARD
-            .decode(text.trim())
-            .map_err(|_| Error::invalid_because("sealKey", "not base64"))?;
+        let bytes =
+            STANDARD.decode(text.trim()).map_err(|_| Error::invalid_because("sealKey", "not base64"))?;
         let key = <[u8; KEY_LEN]>::try_from(bytes.as_slice())
             .map_err(|_| Error::invalid_because("sealKey", "must be 32 bytes"))?;
         Ok(Self(key))
@@ -178,10 +177,7 @@ impl Keyring {
             .cipher
             .encrypt(
                 Nonce::from_slice(&nonce_bytes),
-                Payload {
-                    msg: plaintext.as_bytes(),
-                    aad: purpose.label(),
-                },
+                Payload { msg: plaintext.as_bytes(), aad: purpose.label() },
             )
             .expect("AES-GCM encryption of an in-memory buffer cannot fail");
         let mut out = Vec::with_capacity(NONCE_LEN + ciphertext.len());
@@ -199,13 +195,7 @@ impl Keyring {
         let (nonce, ciphertext) = raw.split_at(NONCE_LEN);
         let plain = self
             .cipher
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: purpose.label(),
-                },
-            )
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad: purpose.label() })
             .map_err(|_| Error::Unseal)?;
         String::from_utf8(plain).map_err(|_| Error::Unseal)
     }
@@ -255,24 +245,15 @@ mod tests {
     #[test]
     fn sealing_twice_gives_different_ciphertexts() {
         let keys = keyring();
-        assert_ne!(
-            keys.seal(Purpose::S3SecretKey, "x"),
-            keys.seal(Purpose::S3SecretKey, "x")
-        );
+        assert_ne!(keys.seal(Purpose::S3SecretKey, "x"), keys.seal(Purpose::S3SecretKey, "x"));
     }
 
     #[test]
     fn a_sealed_value_does_not_open_for_another_purpose_or_key() {
         let keys = keyring();
         let sealed = keys.seal(Purpose::ProxyPassword, "secret");
-        assert!(matches!(
-            keys.open(Purpose::WebhookAuthorization, &sealed),
-            Err(Error::Unseal)
-        ));
-        assert!(matches!(
-            keyring().open(Purpose::ProxyPassword, &sealed),
-            Err(Error::Unseal)
-        ));
+        assert!(matches!(keys.open(Purpose::WebhookAuthorization, &sealed), Err(Error::Unseal)));
+        assert!(matches!(keyring().open(Purpose::ProxyPassword, &sealed), Err(Error::Unseal)));
     }
 
     #[test]
@@ -284,14 +265,8 @@ mod tests {
         tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
         let tampered = Sealed(String::from_utf8(tampered).unwrap());
         assert!(keys.open(Purpose::InstanceToken, &tampered).is_err());
-        assert!(
-            keys.open(Purpose::InstanceToken, &Sealed("v1.AAAA".into()))
-                .is_err()
-        );
-        assert!(
-            keys.open(Purpose::InstanceToken, &Sealed("plain".into()))
-                .is_err()
-        );
+        assert!(keys.open(Purpose::InstanceToken, &Sealed("v1.AAAA".into())).is_err());
+        assert!(keys.open(Purpose::InstanceToken, &Sealed("plain".into())).is_err());
     }
 
     #[test]

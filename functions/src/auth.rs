@@ -18,25 +18,13 @@ use crate::extract::Authenticated;
 const CREATE_ROUTE: &str = "/api/instance/new";
 
 pub async fn authenticate(State(app): State<AppState>, mut request: Request, next: Next) -> Response {
-    let caller = match app
-        .services
-        .auth
-        .resolve(presented_token(request.headers()))
-        .await
-    {
+    let caller = match app.services.auth.resolve(presented_token(request.headers())).await {
         Ok(caller) => caller,
         Err(error) => return ApiError::from(error).into_response(),
     };
     let is_create = request.method() == Method::POST
-        && request
-            .extensions()
-            .get::<MatchedPath>()
-            .is_some_and(|path| path.as_str() == CREATE_ROUTE);
-    let bucket = if is_create {
-        Bucket::Creates
-    } else {
-        Bucket::Requests
-    };
+        && request.extensions().get::<MatchedPath>().is_some_and(|path| path.as_str() == CREATE_ROUTE);
+    let bucket = if is_create { Bucket::Creates } else { Bucket::Requests };
     let decision = match app.services.limiter.check(&caller, bucket).await {
         Ok(decision) => decision,
         Err(error) => return ApiError::from(error).into_response(),
@@ -46,9 +34,7 @@ pub async fn authenticate(State(app): State<AppState>, mut request: Request, nex
         next.run(request).await
     } else {
         let mut refused = ApiError::rate_limited().into_response();
-        refused
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(decision.retry_after));
+        refused.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(decision.retry_after));
         refused
     };
     stamp_rate_headers(response.headers_mut(), &decision);
@@ -79,26 +65,14 @@ mod tests {
     use super::*;
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        pairs
-            .iter()
-            .map(|(k, v)| (HeaderName::from_static(k), HeaderValue::from_static(v)))
-            .collect()
+        pairs.iter().map(|(k, v)| (HeaderName::from_static(k), HeaderValue::from_static(v))).collect()
     }
 
     #[test]
     fn the_token_header_wins_over_bearer() {
-        assert_eq!(
-            presented_token(&headers(&[("token", "a"), ("authorization", "Bearer b")])),
-            Some("a")
-        );
-        assert_eq!(
-            presented_token(&headers(&[("authorization", "Bearer b")])),
-            Some("b")
-        );
-        assert_eq!(
-            presented_token(&headers(&[("authorization", "bearer  b")])),
-            Some(" b")
-        );
+        assert_eq!(presented_token(&headers(&[("token", "a"), ("authorization", "Bearer b")])), Some("a"));
+        assert_eq!(presented_token(&headers(&[("authorization", "Bearer b")])), Some("b"));
+        assert_eq!(presented_token(&headers(&[("authorization", "bearer  b")])), Some(" b"));
         assert_eq!(presented_token(&headers(&[("authorization", "Basic b")])), None);
         assert_eq!(presented_token(&headers(&[])), None);
     }

@@ -42,11 +42,7 @@ pub struct FailureCause(pub Arc<Error>);
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<Cow<'static, str>>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-            cause: None,
-        }
+        Self { status, message: message.into(), cause: None }
     }
 
     pub fn invalid_body() -> Self {
@@ -66,10 +62,7 @@ impl ApiError {
     }
 
     pub fn rate_limited() -> Self {
-        Self::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Rate limit exceeded. Try again later.",
-        )
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded. Try again later.")
     }
 
     pub fn internal() -> Self {
@@ -99,46 +92,31 @@ impl From<Error> for ApiError {
             Error::InvalidField { field, detail: None } => {
                 (S::BAD_REQUEST, format!("Invalid field: {field}").into())
             }
-            Error::InvalidField {
-                field,
-                detail: Some(detail),
-            } => (
-                S::BAD_REQUEST,
-                format!("Invalid field: {field} ({detail})").into(),
-            ),
+            Error::InvalidField { field, detail: Some(detail) } => {
+                (S::BAD_REQUEST, format!("Invalid field: {field} ({detail})").into())
+            }
             Error::MissingField { field } => (S::BAD_REQUEST, format!("Missing field: {field}").into()),
             Error::EmptyUpdate => (S::BAD_REQUEST, "At least one field is required".into()),
             Error::InvalidPhoneNumber => (S::BAD_REQUEST, "Invalid phone number".into()),
             Error::AlreadyConnected => (S::CONFLICT, "Instance already connected".into()),
-            Error::NoSavedSession => (
-                S::BAD_REQUEST,
-                "Instance has no saved session — call /connect first".into(),
-            ),
+            Error::NoSavedSession => {
+                (S::BAD_REQUEST, "Instance has no saved session — call /connect first".into())
+            }
             Error::ConnectFailed { .. } => (S::INTERNAL_SERVER_ERROR, "Failed to generate QR code".into()),
-            Error::ReconnectFailed { reason } => (
-                S::INTERNAL_SERVER_ERROR,
-                format!("Failed to reconnect: {reason}").into(),
-            ),
+            Error::ReconnectFailed { reason } => {
+                (S::INTERNAL_SERVER_ERROR, format!("Failed to reconnect: {reason}").into())
+            }
             Error::LogoutFailed(_) => (S::INTERNAL_SERVER_ERROR, "Failed to logout instance".into()),
             Error::Unseal | Error::Storage(_) => (S::INTERNAL_SERVER_ERROR, "Internal server error".into()),
         };
         let cause = status.is_server_error().then(|| Arc::new(error));
-        Self {
-            status,
-            message,
-            cause,
-        }
+        Self { status, message, cause }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody {
-            success: false,
-            error: ErrorMessage {
-                message: self.message.into_owned(),
-            },
-        };
+        let body = ErrorBody { success: false, error: ErrorMessage { message: self.message.into_owned() } };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(cause) = self.cause {
             response.extensions_mut().insert(FailureCause(cause));

@@ -22,15 +22,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection: BytesRejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::payload_too_large()
-                } else {
-                    ApiError::invalid_body()
-                }
-            })?;
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection: BytesRejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::payload_too_large()
+            } else {
+                ApiError::invalid_body()
+            }
+        })?;
         parse_body(&bytes).map(ApiJson)
     }
 }
@@ -69,9 +67,7 @@ fn body_error(field: Option<String>, error: serde_json::Error) -> ApiError {
         return ApiError::invalid_body();
     };
     // Keep serde's "expected ..." but not the echo of the value, which may be a secret.
-    let expected = text
-        .find("expected ")
-        .map(|at| text[at..].split(" at line ").next().unwrap_or_default());
+    let expected = text.find("expected ").map(|at| text[at..].split(" at line ").next().unwrap_or_default());
     match expected {
         Some(expected) => Error::invalid_because(field, expected).into(),
         None => Error::invalid(field).into(),
@@ -102,11 +98,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Authenticated {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         // Only reachable on a route without the authentication layer: a wiring bug, not a client's.
-        parts
-            .extensions
-            .get::<Authenticated>()
-            .cloned()
-            .ok_or_else(ApiError::internal)
+        parts.extensions.get::<Authenticated>().cloned().ok_or_else(ApiError::internal)
     }
 }
 
@@ -116,10 +108,7 @@ mod tests {
     use ryze_core::service::CreateInstance;
 
     fn message(body: &str) -> String {
-        parse_body::<CreateInstance>(body.as_bytes())
-            .unwrap_err()
-            .message
-            .into_owned()
+        parse_body::<CreateInstance>(body.as_bytes()).unwrap_err().message.into_owned()
     }
 
     #[test]
@@ -130,15 +119,9 @@ mod tests {
         assert_eq!(message("\"name\""), "Invalid request body");
         assert_eq!(message("{\"name\":\"a\"} trailing"), "Invalid request body");
         assert_eq!(message("{\"nmae\":\"a\"}"), "Unknown field: nmae");
+        assert_eq!(message("{\"proxyEnabled\":\"yes\"}"), "Invalid field: proxyEnabled (expected a boolean)");
         assert_eq!(
-            message("{\"proxyEnabled\":\"yes\"}"),
-            "Invalid field: proxyEnabled (expected a boolean)"
-        );
-        assert_eq!(
-            message("{\"webhookEvents\":[\"nope\"]}")
-                .split(' ')
-                .take(3)
-                .collect::<Vec<_>>(),
+            message("{\"webhookEvents\":[\"nope\"]}").split(' ').take(3).collect::<Vec<_>>(),
             ["Invalid", "field:", "webhookEvents"]
         );
     }

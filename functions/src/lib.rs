@@ -48,10 +48,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(services: Services) -> Self {
-        Self {
-            services,
-            list_renderer: Arc::new(ListRenderer::default()),
-        }
+        Self { services, list_renderer: Arc::new(ListRenderer::default()) }
     }
 }
 
@@ -68,11 +65,7 @@ fn routes() -> Routes {
         .split_for_parts();
     let (public, public_document) = routes::public().split_for_parts();
     document.merge(public_document);
-    Routes {
-        authenticated,
-        public,
-        document,
-    }
+    Routes { authenticated, public, document }
 }
 
 /// The OpenAPI document of every route.
@@ -82,11 +75,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The whole application.
 pub fn router(state: AppState) -> Router {
-    let Routes {
-        authenticated,
-        public,
-        document,
-    } = routes();
+    let Routes { authenticated, public, document } = routes();
     let authenticated =
         authenticated.route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
     Router::new()

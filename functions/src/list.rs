@@ -59,19 +59,12 @@ impl ListRenderer {
             if cache.len() + fresh.len() > MAX_ENTRIES {
                 cache.clear();
             }
-            cache.extend(
-                fresh
-                    .into_iter()
-                    .map(|(id, revision, json)| (id, Fragment { revision, json })),
-            );
+            cache.extend(fresh.into_iter().map(|(id, revision, json)| (id, Fragment { revision, json })));
         }
 
         let total = instances.len();
-        let message = if total == 1 {
-            "1 Instance found".to_owned()
-        } else {
-            format!("{total} Instances found")
-        };
+        let message =
+            if total == 1 { "1 Instance found".to_owned() } else { format!("{total} Instances found") };
         let size: usize = fragments.iter().map(|f| f.len() + 1).sum();
         let mut body = Vec::with_capacity(size + 128);
         body.extend_from_slice(br#"{"success":true,"message":"#);
@@ -86,9 +79,7 @@ impl ListRenderer {
         body.extend_from_slice(format!(r#"],"meta":{{"total":{total}}}}}"#).as_bytes());
 
         let mut response = Response::new(Body::from(body));
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         Ok(response)
     }
 

@@ -44,10 +44,7 @@ pub fn render_png(code: &str) -> Result<Vec<u8>, RenderError> {
 
 /// `data:image/png;base64,...` of the rendered code, as `qrCodeBase64` carries it.
 pub fn png_data_url(code: &str) -> Result<String, RenderError> {
-    Ok(format!(
-        "data:image/png;base64,{}",
-        STANDARD.encode(render_png(code)?)
-    ))
+    Ok(format!("data:image/png;base64,{}", STANDARD.encode(render_png(code)?)))
 }
 
 #[cfg(test)]

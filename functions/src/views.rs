@@ -36,11 +36,7 @@ pub struct IntegrationReport {
 
 impl IntegrationReport {
     fn of(enabled: bool) -> Self {
-        let status = if enabled {
-            IntegrationStatus::Ok
-        } else {
-            IntegrationStatus::Disabled
-        };
+        let status = if enabled { IntegrationStatus::Ok } else { IntegrationStatus::Disabled };
         Self { status, error: None }
     }
 }
@@ -55,10 +51,7 @@ pub struct IntegrationsReport {
 impl IntegrationsReport {
     pub fn of(instance: &Instance) -> Self {
         let chatwoot = match &instance.chatwoot {
-            Some(chatwoot) => IntegrationReport {
-                status: chatwoot.status,
-                error: None,
-            },
+            Some(chatwoot) => IntegrationReport { status: chatwoot.status, error: None },
             None => IntegrationReport::of(false),
         };
         Self {

@@ -58,9 +58,7 @@ pub async fn registry_contract(registry: Arc<dyn InstanceRegistry>) {
     assert_eq!(registry.account(&acme.id).await.unwrap().as_ref(), Some(&acme));
     assert_eq!(
         registry.token_owner(&acme.token_hash).await.unwrap(),
-        Some(TokenOwner::Account {
-            account: acme.id.clone()
-        })
+        Some(TokenOwner::Account { account: acme.id.clone() })
     );
     assert_eq!(registry.account(&AccountId::generate()).await.unwrap(), None);
 
@@ -70,59 +68,32 @@ pub async fn registry_contract(registry: Arc<dyn InstanceRegistry>) {
     registry.insert_instance(&b, 10).await.unwrap();
     registry.insert_instance(&a, 10).await.unwrap();
     assert_eq!(registry.instance(&a.id).await.unwrap().as_deref(), Some(&a));
-    assert_eq!(
-        registry
-            .instance_by_name(&acme.id, &a.name)
-            .await
-            .unwrap()
-            .as_deref(),
-        Some(&a)
-    );
-    let names: Vec<_> = registry
-        .instances(&acme.id)
-        .await
-        .unwrap()
-        .iter()
-        .map(|i| i.name.to_string())
-        .collect();
+    assert_eq!(registry.instance_by_name(&acme.id, &a.name).await.unwrap().as_deref(), Some(&a));
+    let names: Vec<_> =
+        registry.instances(&acme.id).await.unwrap().iter().map(|i| i.name.to_string()).collect();
     assert_eq!(names, ["a-support", "b-sales"]);
     assert_eq!(
         registry.token_owner(&a.token_hash).await.unwrap(),
-        Some(TokenOwner::Instance {
-            account: acme.id.clone(),
-            instance: a.id.clone()
-        })
+        Some(TokenOwner::Instance { account: acme.id.clone(), instance: a.id.clone() })
     );
 
     // Uniqueness, token reuse and quota, each leaving nothing behind.
     let same_name = instance(&keys, &acme.id, "a-support");
-    assert!(matches!(
-        registry.insert_instance(&same_name, 10).await,
-        Err(Error::InstanceExists(_))
-    ));
+    assert!(matches!(registry.insert_instance(&same_name, 10).await, Err(Error::InstanceExists(_))));
     assert_eq!(registry.token_owner(&same_name.token_hash).await.unwrap(), None);
     let mut same_token = instance(&keys, &acme.id, "c-other");
     same_token.token_hash = a.token_hash.clone();
-    assert!(matches!(
-        registry.insert_instance(&same_token, 10).await,
-        Err(Error::TokenInUse)
-    ));
+    assert!(matches!(registry.insert_instance(&same_token, 10).await, Err(Error::TokenInUse)));
     assert_eq!(registry.instance(&same_token.id).await.unwrap(), None);
     let over_quota = instance(&keys, &acme.id, "d-over");
-    assert!(matches!(
-        registry.insert_instance(&over_quota, 2).await,
-        Err(Error::QuotaExceeded)
-    ));
+    assert!(matches!(registry.insert_instance(&over_quota, 2).await, Err(Error::QuotaExceeded)));
     assert_eq!(registry.instance(&over_quota.id).await.unwrap(), None);
     assert_eq!(registry.token_owner(&over_quota.token_hash).await.unwrap(), None);
 
     // The same name in another account is another instance.
     let other = account(&keys);
     registry.insert_account(&other).await.unwrap();
-    registry
-        .insert_instance(&instance(&keys, &other.id, "a-support"), 10)
-        .await
-        .unwrap();
+    registry.insert_instance(&instance(&keys, &other.id, "a-support"), 10).await.unwrap();
     assert_eq!(registry.instances(&other.id).await.unwrap().len(), 1);
     assert_eq!(registry.instances(&acme.id).await.unwrap().len(), 2);
 
@@ -130,44 +101,24 @@ pub async fn registry_contract(registry: Arc<dyn InstanceRegistry>) {
     let racers: Vec<_> = (0..8).map(|_| instance(&keys, &acme.id, "raced")).collect();
     let results = futures_join_all(racers.iter().map(|r| registry.insert_instance(r, 100))).await;
     assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
-    assert!(
-        results
-            .iter()
-            .all(|r| r.is_ok() || matches!(r, Err(Error::InstanceExists(_))))
-    );
+    assert!(results.iter().all(|r| r.is_ok() || matches!(r, Err(Error::InstanceExists(_)))));
 
     // Updates bump the revision and stamp the time.
     let later = Utc.with_ymd_and_hms(2026, 2, 1, 0, 0, 0).unwrap();
-    let settings = Settings {
-        keep_online_status: true,
-        ..Settings::default()
-    };
-    let updated = registry
-        .update_instance(&a.id, InstanceChange::Settings(settings.clone()), later)
-        .await
-        .unwrap();
-    assert_eq!(
-        (updated.revision, updated.updated_at, &updated.settings),
-        (2, later, &settings)
-    );
+    let settings = Settings { keep_online_status: true, ..Settings::default() };
+    let updated =
+        registry.update_instance(&a.id, InstanceChange::Settings(settings.clone()), later).await.unwrap();
+    assert_eq!((updated.revision, updated.updated_at, &updated.settings), (2, later, &settings));
     let connection = Connection {
         state: InstanceState::Connected,
         number_jid: Some("1@s".into()),
         ..Connection::default()
     };
-    let change = InstanceChange::Session {
-        connection: connection.clone(),
-        profile: Profile::default(),
-    };
+    let change = InstanceChange::Session { connection: connection.clone(), profile: Profile::default() };
     let updated = registry.update_instance(&a.id, change, later).await.unwrap();
-    assert_eq!(
-        (updated.revision, &updated.connection, &updated.settings),
-        (3, &connection, &settings)
-    );
+    assert_eq!((updated.revision, &updated.connection, &updated.settings), (3, &connection, &settings));
     assert_eq!(registry.instance(&a.id).await.unwrap().unwrap().revision, 3);
-    let missing = registry
-        .update_instance(&InstanceId::generate(), InstanceChange::S3(None), later)
-        .await;
+    let missing = registry.update_instance(&InstanceId::generate(), InstanceChange::S3(None), later).await;
     assert!(matches!(missing, Err(Error::InstanceNotFound)));
 
     // Delete removes the record, its name and its token, and may be repeated.
@@ -176,29 +127,13 @@ pub async fn registry_contract(registry: Arc<dyn InstanceRegistry>) {
     assert_eq!(registry.instance(&a.id).await.unwrap(), None);
     assert_eq!(registry.instance_by_name(&acme.id, &a.name).await.unwrap(), None);
     assert_eq!(registry.token_owner(&a.token_hash).await.unwrap(), None);
-    registry
-        .insert_instance(&instance(&keys, &acme.id, "a-support"), 10)
-        .await
-        .unwrap();
+    registry.insert_instance(&instance(&keys, &acme.id, "a-support"), 10).await.unwrap();
 
     // Account limits.
-    let limits = AccountLimits {
-        instance_quota: 7,
-        requests_per_minute: 5,
-        creates_per_minute: 1,
-    };
-    assert_eq!(
-        registry
-            .update_account_limits(&acme.id, limits)
-            .await
-            .unwrap()
-            .limits,
-        limits
-    );
+    let limits = AccountLimits { instance_quota: 7, requests_per_minute: 5, creates_per_minute: 1 };
+    assert_eq!(registry.update_account_limits(&acme.id, limits).await.unwrap().limits, limits);
     assert_eq!(registry.account(&acme.id).await.unwrap().unwrap().limits, limits);
-    let unknown = registry
-        .update_account_limits(&AccountId::generate(), limits)
-        .await;
+    let unknown = registry.update_account_limits(&AccountId::generate(), limits).await;
     assert!(matches!(unknown, Err(Error::AccountNotFound)));
 
     // Connect requests: written, answered, read back, removed; a late answer does not revive one.
@@ -209,29 +144,12 @@ pub async fn registry_contract(registry: Arc<dyn InstanceRegistry>) {
         outcome: None,
     };
     registry.put_connect_request(&request).await.unwrap();
-    assert_eq!(
-        registry.connect_request(&request.id).await.unwrap(),
-        Some(request.clone())
-    );
+    assert_eq!(registry.connect_request(&request.id).await.unwrap(), Some(request.clone()));
     let outcome = ConnectOutcome::QrCode { code: "2@abc".into() };
-    registry
-        .answer_connect_request(&request.id, outcome.clone())
-        .await
-        .unwrap();
-    assert_eq!(
-        registry
-            .connect_request(&request.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .outcome,
-        Some(outcome.clone())
-    );
+    registry.answer_connect_request(&request.id, outcome.clone()).await.unwrap();
+    assert_eq!(registry.connect_request(&request.id).await.unwrap().unwrap().outcome, Some(outcome.clone()));
     registry.delete_connect_request(&request.id).await.unwrap();
-    registry
-        .answer_connect_request(&request.id, outcome)
-        .await
-        .unwrap();
+    registry.answer_connect_request(&request.id, outcome).await.unwrap();
     assert_eq!(registry.connect_request(&request.id).await.unwrap(), None);
 }
 
@@ -249,17 +167,10 @@ async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = 
                 }
             }
         }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
+        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
     })
     .await;
-    outputs
-        .into_iter()
-        .map(|o| o.expect("every future finished"))
-        .collect()
+    outputs.into_iter().map(|o| o.expect("every future finished")).collect()
 }
 
 /// The [`BlobStore`] contract.
@@ -278,13 +189,7 @@ pub async fn blob_store_contract(blobs: Arc<dyn BlobStore>) {
 
 /// The [`Queue`] contract, on string messages.
 pub async fn queue_contract(queue: Arc<dyn Queue<String>>) {
-    assert!(
-        queue
-            .receive(10, Duration::from_millis(50))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(queue.receive(10, Duration::from_millis(50)).await.unwrap().is_empty());
     for message in ["one", "two", "three"] {
         queue.send(&message.to_owned()).await.unwrap();
     }

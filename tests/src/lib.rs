@@ -56,27 +56,11 @@ pub struct TestResponse {
 impl TestResponse {
     /// `error.message` of an error envelope, after checking the envelope has nothing else.
     pub fn error_message(&self) -> &str {
-        assert_eq!(
-            self.json["success"], false,
-            "not an error envelope: {}",
-            self.text
-        );
+        assert_eq!(self.json["success"], false, "not an error envelope: {}", self.text);
         let object = self.json.as_object().expect("envelope is an object");
-        assert_eq!(
-            object.len(),
-            2,
-            "error envelope has only success and error: {}",
-            self.text
-        );
-        assert_eq!(
-            self.json["error"].as_object().map(|e| e.len()),
-            Some(1),
-            "{}",
-            self.text
-        );
-        self.json["error"]["message"]
-            .as_str()
-            .expect("error.message is a string")
+        assert_eq!(object.len(), 2, "error envelope has only success and error: {}", self.text);
+        assert_eq!(self.json["error"].as_object().map(|e| e.len()), Some(1), "{}", self.text);
+        self.json["error"]["message"].as_str().expect("error.message is a string")
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -106,22 +90,11 @@ impl TestApp {
     fn build(dir: Arc<TempDir>, adapt: impl FnOnce(Ports) -> Ports) -> Self {
         let ports = adapt(embedded::open(dir.path()).expect("embedded store opens"));
         let keys = Keyring::new(&embedded::master_key(dir.path()).expect("key"));
-        let clock = Arc::new(ManualClock::at(
-            Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap(),
-        ));
-        let policy = ConnectPolicy {
-            wait: TEST_CONNECT_WAIT,
-            poll_interval: Duration::from_millis(5),
-        };
+        let clock = Arc::new(ManualClock::at(Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()));
+        let policy = ConnectPolicy { wait: TEST_CONNECT_WAIT, poll_interval: Duration::from_millis(5) };
         let services = Services::new(ports.clone(), keys, clock.clone(), policy);
         let router = ryze_functions::router(AppState::new(services.clone()));
-        Self {
-            router,
-            services,
-            ports,
-            clock,
-            dir,
-        }
+        Self { router, services, ports, clock, dir }
     }
 
     pub async fn account(&self) -> TestAccount {
@@ -129,15 +102,9 @@ impl TestApp {
     }
 
     pub async fn account_with(&self, limits: AccountLimits) -> TestAccount {
-        let new = NewAccount {
-            name: "test account".into(),
-            limits,
-        };
+        let new = NewAccount { name: "test account".into(), limits };
         let (account, token) = self.services.accounts.create(new).await.expect("account created");
-        TestAccount {
-            id: account.id.to_string(),
-            token,
-        }
+        TestAccount { id: account.id.to_string(), token }
     }
 
     pub async fn request(
@@ -148,13 +115,7 @@ impl TestApp {
         body: Option<Value>,
     ) -> TestResponse {
         let body = body.map(|b| b.to_string());
-        self.raw(
-            method,
-            path,
-            token.map(|t| ("token", t)),
-            body.map(String::into_bytes),
-        )
-        .await
+        self.raw(method, path, token.map(|t| ("token", t)), body.map(String::into_bytes)).await
     }
 
     pub async fn get(&self, path: &str, token: &str) -> TestResponse {
@@ -181,70 +142,37 @@ impl TestApp {
         if let Some((name, value)) = header {
             request = request.header(name, value);
         }
-        let request = request
-            .body(body.map(Body::from).unwrap_or_else(Body::empty))
-            .expect("request");
-        let response = self
-            .router
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("router answers");
+        let request = request.body(body.map(Body::from).unwrap_or_else(Body::empty)).expect("request");
+        let response = self.router.clone().oneshot(request).await.expect("router answers");
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response.into_body().collect().await.expect("body").to_bytes();
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        TestResponse {
-            status,
-            headers,
-            text,
-            json,
-        }
+        TestResponse { status, headers, text, json }
     }
 
     /// Creates an instance and returns its TokenInstance.
     pub async fn create(&self, account_token: &str, body: Value) -> String {
         let response = self.post("/api/instance/new", account_token, body).await;
         assert_eq!(response.status, StatusCode::CREATED, "{}", response.text);
-        response.json["instance"]["token"]
-            .as_str()
-            .expect("token")
-            .to_owned()
+        response.json["instance"]["token"].as_str().expect("token").to_owned()
     }
 
     /// Plays the session host for one command: takes the next command off the queue (waiting up to
     /// 5 s), answers it when it is a connect, and returns it.
     pub async fn answer_next_command(&self, outcome: Option<ConnectOutcome>) -> SessionCommand {
-        let deliveries = self
-            .ports
-            .commands
-            .receive(1, Duration::from_secs(5))
-            .await
-            .expect("queue");
-        let command = deliveries
-            .into_iter()
-            .next()
-            .expect("a command within 5 s")
-            .message;
+        let deliveries = self.ports.commands.receive(1, Duration::from_secs(5)).await.expect("queue");
+        let command = deliveries.into_iter().next().expect("a command within 5 s").message;
         if let (SessionCommand::Connect { request, .. }, Some(outcome)) = (&command, outcome) {
-            self.ports
-                .registry
-                .answer_connect_request(request, outcome)
-                .await
-                .expect("answer");
+            self.ports.registry.answer_connect_request(request, outcome).await.expect("answer");
         }
         command
     }
 
     /// Takes whatever commands are queued, without waiting.
     pub async fn queued_commands(&self) -> Vec<SessionCommand> {
-        let deliveries = self
-            .ports
-            .commands
-            .receive(100, Duration::ZERO)
-            .await
-            .expect("queue");
+        let deliveries = self.ports.commands.receive(100, Duration::ZERO).await.expect("queue");
         deliveries.into_iter().map(|d| d.message).collect()
     }
 }

@@ -20,11 +20,7 @@ pub struct AccountLimits {
 
 impl Default for AccountLimits {
     fn default() -> Self {
-        Self {
-            instance_quota: 100,
-            requests_per_minute: 100,
-            creates_per_minute: 20,
-        }
+        Self { instance_quota: 100, requests_per_minute: 100, creates_per_minute: 20 }
     }
 }
 

@@ -14,11 +14,7 @@ pub struct PhoneNumber(String);
 impl PhoneNumber {
     pub fn parse(text: &str) -> Result<Self> {
         let valid = (8..=15).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit());
-        if valid {
-            Ok(Self(text.to_owned()))
-        } else {
-            Err(Error::InvalidPhoneNumber)
-        }
+        if valid { Ok(Self(text.to_owned())) } else { Err(Error::InvalidPhoneNumber) }
     }
 
     pub fn as_str(&self) -> &str {
@@ -41,12 +37,7 @@ pub enum SessionCommand {
     /// Start a session and answer `request` with the first QR or pairing code. A session that is
     /// already connecting answers with its current code instead of starting another.
     #[serde(rename_all = "camelCase")]
-    Connect {
-        instance: InstanceId,
-        request: ConnectRequestId,
-        login: LoginMethod,
-        history_days: Option<u16>,
-    },
+    Connect { instance: InstanceId, request: ConnectRequestId, login: LoginMethod, history_days: Option<u16> },
     /// Restore a session from its saved credential store, without a code.
     Reconnect { instance: InstanceId },
     /// Unlink the device and wipe the credential store; the instance stays.
@@ -54,10 +45,7 @@ pub enum SessionCommand {
     /// Close the session (logging out when linked); the instance is being removed.
     Delete { instance: InstanceId },
     /// Apply new settings to a live session.
-    ApplySettings {
-        instance: InstanceId,
-        settings: Settings,
-    },
+    ApplySettings { instance: InstanceId, settings: Settings },
 }
 
 impl SessionCommand {
@@ -107,18 +95,8 @@ mod tests {
         assert!(PhoneNumber::parse("5511999999999").is_ok());
         assert!(PhoneNumber::parse("12345678").is_ok());
         assert!(PhoneNumber::parse("123456789012345").is_ok());
-        for bad in [
-            "",
-            "1234567",
-            "1234567890123456",
-            "+5511999999999",
-            "55 11 9999",
-            "55119999x999",
-        ] {
-            assert!(
-                matches!(PhoneNumber::parse(bad), Err(Error::InvalidPhoneNumber)),
-                "{bad}"
-            );
+        for bad in ["", "1234567", "1234567890123456", "+5511999999999", "55 11 9999", "55119999x999"] {
+            assert!(matches!(PhoneNumber::parse(bad), Err(Error::InvalidPhoneNumber)), "{bad}");
         }
     }
 
@@ -127,9 +105,7 @@ mod tests {
         let command = SessionCommand::Connect {
             instance: InstanceId::generate(),
             request: ConnectRequestId::generate(),
-            login: LoginMethod::PairingCode {
-                phone: PhoneNumber::parse("5511999999999").unwrap(),
-            },
+            login: LoginMethod::PairingCode { phone: PhoneNumber::parse("5511999999999").unwrap() },
             history_days: Some(7),
         };
         let json = serde_json::to_string(&command).unwrap();

@@ -86,10 +86,7 @@ mod tests {
 
     #[test]
     fn state_changes_use_the_contract_names() {
-        let data = serde_json::to_value(StateChange::QrReady {
-            qr_code: "2@x".into(),
-        })
-        .unwrap();
+        let data = serde_json::to_value(StateChange::QrReady { qr_code: "2@x".into() }).unwrap();
         assert_eq!(data, serde_json::json!({"state": "qr_ready", "qrCode": "2@x"}));
         let data = serde_json::to_value(StateChange::LoggedOut { reason: "api".into() }).unwrap();
         assert_eq!(data["state"], "logged_out");

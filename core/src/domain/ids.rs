@@ -61,14 +61,8 @@ impl InstanceName {
     pub fn parse(name: &str) -> Result<Self> {
         let valid = !name.is_empty()
             && name.len() <= Self::MAX_LEN
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-        if valid {
-            Ok(Self(name.to_owned()))
-        } else {
-            Err(Error::InvalidName)
-        }
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if valid { Ok(Self(name.to_owned())) } else { Err(Error::InvalidName) }
     }
 
     pub fn as_str(&self) -> &str {
@@ -105,10 +99,7 @@ mod tests {
             assert!(InstanceName::parse(ok).is_ok(), "{ok}");
         }
         for bad in ["", " ", "a b", "ação", "a/b", "a?b", &"x".repeat(65)] {
-            assert!(
-                matches!(InstanceName::parse(bad), Err(Error::InvalidName)),
-                "{bad}"
-            );
+            assert!(matches!(InstanceName::parse(bad), Err(Error::InvalidName)), "{bad}");
         }
     }
 }

@@ -96,10 +96,7 @@ pub enum InstanceChange {
     Settings(Settings),
     Proxy(Option<ProxyConfig>),
     S3(Option<S3Config>),
-    Session {
-        connection: Connection,
-        profile: Profile,
-    },
+    Session { connection: Connection, profile: Profile },
 }
 
 impl Instance {

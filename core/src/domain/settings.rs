@@ -65,10 +65,7 @@ impl SettingsPatch {
         }
         if let Some(message) = &self.call_reject_message {
             if message.chars().count() > MAX_CALL_REJECT_MESSAGE {
-                return Err(Error::invalid_because(
-                    "callRejectMessage",
-                    "longer than 4096 characters",
-                ));
+                return Err(Error::invalid_because("callRejectMessage", "longer than 4096 characters"));
             }
             settings.call_reject_message.clone_from(message);
         }
@@ -106,16 +103,10 @@ mod tests {
 
     #[test]
     fn a_patch_changes_only_what_it_names() {
-        let patch = SettingsPatch {
-            keep_online_status: Some(true),
-            ..Default::default()
-        };
+        let patch = SettingsPatch { keep_online_status: Some(true), ..Default::default() };
         let updated = patch.apply(Settings::default()).unwrap();
         assert!(updated.keep_online_status);
         assert!(updated.disable_history_sync);
-        assert!(matches!(
-            SettingsPatch::default().apply(Settings::default()),
-            Err(Error::EmptyUpdate)
-        ));
+        assert!(matches!(SettingsPatch::default().apply(Settings::default()), Err(Error::EmptyUpdate)));
     }
 }

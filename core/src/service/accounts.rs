@@ -23,11 +23,7 @@ pub struct AccountService {
 
 impl AccountService {
     pub fn new(registry: Arc<dyn InstanceRegistry>, keys: Arc<Keyring>, clock: Arc<dyn Clock>) -> Self {
-        Self {
-            registry,
-            keys,
-            clock,
-        }
+        Self { registry, keys, clock }
     }
 
     /// Creates an account and returns it with its TokenAccount, which is not kept in clear anywhere.

@@ -57,29 +57,14 @@ impl Auth {
     /// Resolves a presented token. `None` (or an empty token) is `MissingToken`; an unknown one, or
     /// one whose account or instance is gone, is `InvalidToken`.
     pub async fn resolve(&self, token: Option<&str>) -> Result<Caller> {
-        let token = token
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or(Error::MissingToken)?;
+        let token = token.map(str::trim).filter(|t| !t.is_empty()).ok_or(Error::MissingToken)?;
         let token_hash = self.keys.hash_token(token);
-        let owner = self
-            .registry
-            .token_owner(&token_hash)
-            .await?
-            .ok_or(Error::InvalidToken)?;
+        let owner = self.registry.token_owner(&token_hash).await?.ok_or(Error::InvalidToken)?;
         let (account_id, scope) = match owner {
             TokenOwner::Account { account } => (account, Scope::Account),
             TokenOwner::Instance { account, instance } => (account, Scope::Instance(instance)),
         };
-        let account = self
-            .registry
-            .account(&account_id)
-            .await?
-            .ok_or(Error::InvalidToken)?;
-        Ok(Caller {
-            account,
-            scope,
-            token_hash,
-        })
+        let account = self.registry.account(&account_id).await?.ok_or(Error::InvalidToken)?;
+        Ok(Caller { account, scope, token_hash })
     }
 }

@@ -117,10 +117,7 @@ impl Fields {
             ("s3", "endpoint", "s3Endpoint"),
             ("s3", "pathPrefix", "s3PathPrefix"),
         ];
-        PAIRS
-            .iter()
-            .find(|(p, f, _)| *p == self.0 && *f == field)
-            .map_or(field, |(_, _, full)| full)
+        PAIRS.iter().find(|(p, f, _)| *p == self.0 && *f == field).map_or(field, |(_, _, full)| full)
     }
 }
 
@@ -170,14 +167,8 @@ fn port(value: Option<PortValue>, field: &'static str) -> Result<u16> {
 fn host(value: Option<String>, field: &'static str) -> Result<String> {
     let host = required(value, field)?;
     let valid = host.len() <= 253
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':' | b'[' | b']'));
-    if valid {
-        Ok(host)
-    } else {
-        Err(Error::invalid_because(field, "not a host name or address"))
-    }
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':' | b'[' | b']'));
+    if valid { Ok(host) } else { Err(Error::invalid_because(field, "not a host name or address")) }
 }
 
 fn client_token(value: Option<String>) -> Result<Option<String>> {
@@ -186,10 +177,7 @@ fn client_token(value: Option<String>) -> Result<Option<String>> {
         Some(token) if (8..=256).contains(&token.len()) && token.bytes().all(|b| b.is_ascii_graphic()) => {
             Ok(Some(token))
         }
-        Some(_) => Err(Error::invalid_because(
-            "token",
-            "8 to 256 visible ASCII characters",
-        )),
+        Some(_) => Err(Error::invalid_because("token", "8 to 256 visible ASCII characters")),
     }
 }
 
@@ -257,12 +245,8 @@ impl CreateInstance {
         keys: &Keyring,
         now: DateTime<Utc>,
     ) -> Result<NewInstance> {
-        let name = self
-            .name
-            .as_deref()
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-            .ok_or(Error::NameRequired)?;
+        let name =
+            self.name.as_deref().map(str::trim).filter(|n| !n.is_empty()).ok_or(Error::NameRequired)?;
         let name = InstanceName::parse(name)?;
         let token = client_token(self.token)?.unwrap_or_else(generate_token);
 
@@ -275,11 +259,8 @@ impl CreateInstance {
             disable_history_sync: self.disable_history_sync,
             ignore_status: self.ignore_status,
         };
-        let settings = if settings.is_empty() {
-            Settings::default()
-        } else {
-            settings.apply(Settings::default())?
-        };
+        let settings =
+            if settings.is_empty() { Settings::default() } else { settings.apply(Settings::default())? };
 
         let proxy = ProxyInput {
             enabled: self.proxy_enabled,
@@ -328,18 +309,12 @@ impl CreateInstance {
         };
 
         let chatwoot = if self.chatwoot_enabled == Some(true) {
-            let base_url =
-                http_url(self.chatwoot_base_url, "chatwootBaseUrl")?.ok_or(Error::MissingField {
-                    field: "chatwootBaseUrl",
-                })?;
-            let account_id = self.chatwoot_account_id.ok_or(Error::MissingField {
-                field: "chatwootAccountId",
-            })?;
+            let base_url = http_url(self.chatwoot_base_url, "chatwootBaseUrl")?
+                .ok_or(Error::MissingField { field: "chatwootBaseUrl" })?;
+            let account_id =
+                self.chatwoot_account_id.ok_or(Error::MissingField { field: "chatwootAccountId" })?;
             if account_id <= 0 {
-                return Err(Error::invalid_because(
-                    "chatwootAccountId",
-                    "must be a positive integer",
-                ));
+                return Err(Error::invalid_because("chatwootAccountId", "must be a positive integer"));
             }
             let api_token = required(self.chatwoot_api_token, "chatwootApiToken")?;
             Some(ChatwootConfig {
@@ -412,37 +387,23 @@ mod tests {
         assert_eq!(created.instance.settings, Settings::default());
         assert!(created.instance.proxy.is_none() && created.instance.webhooks.is_empty());
         assert!(matches!(create(serde_json::json!({})), Err(Error::NameRequired)));
-        assert!(matches!(
-            create(serde_json::json!({"name": "  "})),
-            Err(Error::NameRequired)
-        ));
-        assert!(matches!(
-            create(serde_json::json!({"name": "a b"})),
-            Err(Error::InvalidName)
-        ));
+        assert!(matches!(create(serde_json::json!({"name": "  "})), Err(Error::NameRequired)));
+        assert!(matches!(create(serde_json::json!({"name": "a b"})), Err(Error::InvalidName)));
     }
 
     #[test]
     fn an_enabled_proxy_needs_host_port_and_protocol() {
-        let err = create(
-            serde_json::json!({"name": "a", "proxyEnabled": true, "proxyPort": "1080",
-            "proxyProtocol": "socks5"}),
-        );
+        let err = create(serde_json::json!({"name": "a", "proxyEnabled": true, "proxyPort": "1080",
+            "proxyProtocol": "socks5"}));
         assert!(matches!(err, Err(Error::MissingField { field: "proxyHost" })));
-        let err = create(
-            serde_json::json!({"name": "a", "proxyEnabled": true, "proxyHost": "p",
-            "proxyPort": "99999", "proxyProtocol": "socks5"}),
-        );
+        let err = create(serde_json::json!({"name": "a", "proxyEnabled": true, "proxyHost": "p",
+            "proxyPort": "99999", "proxyProtocol": "socks5"}));
         assert!(matches!(err, Err(Error::InvalidField { ref field, .. }) if field == "proxyPort"));
-        let err = create(
-            serde_json::json!({"name": "a", "proxyEnabled": true, "proxyHost": "p",
-            "proxyPort": "1080", "proxyProtocol": "ftp"}),
-        );
+        let err = create(serde_json::json!({"name": "a", "proxyEnabled": true, "proxyHost": "p",
+            "proxyPort": "1080", "proxyProtocol": "ftp"}));
         assert!(matches!(err, Err(Error::InvalidField { ref field, .. }) if field == "proxyProtocol"));
-        let ok = create(
-            serde_json::json!({"name": "a", "proxyEnabled": true, "proxyHost": "10.0.0.1",
-            "proxyPort": 1080, "proxyProtocol": "SOCKS5", "proxyPassword": "pw"}),
-        )
+        let ok = create(serde_json::json!({"name": "a", "proxyEnabled": true, "proxyHost": "10.0.0.1",
+            "proxyPort": 1080, "proxyProtocol": "SOCKS5", "proxyPassword": "pw"}))
         .unwrap();
         let proxy = ok.instance.proxy.unwrap();
         assert_eq!((proxy.port, proxy.protocol), (1080, ProxyProtocol::Socks5));

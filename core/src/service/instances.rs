@@ -30,12 +30,7 @@ pub struct InstanceService {
 
 impl InstanceService {
     pub fn new(ports: Ports, keys: Arc<Keyring>, clock: Arc<dyn Clock>, connect: ConnectPolicy) -> Self {
-        Self {
-            ports,
-            keys,
-            clock,
-            connect,
-        }
+        Self { ports, keys, clock, connect }
     }
 
     /// Creates an instance in the caller's account, within its quota.
@@ -43,15 +38,9 @@ impl InstanceService {
     pub async fn create(&self, caller: &Caller, input: CreateInstance) -> Result<CreatedInstance> {
         caller.require_account_scope()?;
         let new = input.validate(&caller.account.id, &self.keys, self.clock.now())?;
-        self.ports
-            .registry
-            .insert_instance(&new.instance, caller.account.limits.instance_quota)
-            .await?;
+        self.ports.registry.insert_instance(&new.instance, caller.account.limits.instance_quota).await?;
         tracing::info!(instance = %new.instance.id, name = %new.instance.name, "instance created");
-        Ok(CreatedInstance {
-            instance: Arc::new(new.instance),
-            token: new.token,
-        })
+        Ok(CreatedInstance { instance: Arc::new(new.instance), token: new.token })
     }
 
     /// The caller's instances: its own only for an instance token; for an account token all of them,
@@ -59,25 +48,18 @@ impl InstanceService {
     /// `InstanceNotFound`; unknown names in a list are skipped.
     pub async fn list(&self, caller: &Caller, filter: Option<&str>) -> Result<Vec<Arc<Instance>>> {
         if let Scope::Instance(id) = &caller.scope {
-            let own = self
-                .ports
-                .registry
-                .instance(id)
-                .await?
-                .ok_or(Error::InvalidToken)?;
-            return Ok(vec![own]);
+            return Ok(vec![self.own_instance(id).await?]);
         }
-        let names: Vec<&str> = filter
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-            .fold(Vec::new(), |mut names, name| {
-                if !names.contains(&name) {
-                    names.push(name);
-                }
-                names
-            });
+        let names: Vec<&str> =
+            filter.unwrap_or_default().split(',').map(str::trim).filter(|n| !n.is_empty()).fold(
+                Vec::new(),
+                |mut names, name| {
+                    if !names.contains(&name) {
+                        names.push(name);
+                    }
+                    names
+                },
+            );
         match names.as_slice() {
             [] => self.ports.registry.instances(&caller.account.id).await,
             [only] => Ok(vec![self.target(caller, only).await?]),
@@ -101,10 +83,7 @@ impl InstanceService {
     pub async fn delete(&self, caller: &Caller, name: &str) -> Result<InstanceId> {
         caller.require_account_scope()?;
         let instance = self.target(caller, name).await?;
-        self.ports
-            .blobs
-            .delete(&BlobKey::session_store(&instance.id))
-            .await?;
+        self.ports.blobs.delete(&BlobKey::session_store(&instance.id)).await?;
         self.ports.registry.delete_instance(&instance.id).await?;
         tracing::info!(instance = %instance.id, "instance deleted");
         Ok(instance.id.clone())
@@ -138,11 +117,7 @@ impl InstanceService {
     ) -> Result<Option<ProxyConfig>> {
         let instance = self.target(caller, name).await?;
         let proxy = input.into_config(&self.keys)?;
-        Ok(self
-            .change(&instance, InstanceChange::Proxy(proxy))
-            .await?
-            .proxy
-            .clone())
+        Ok(self.change(&instance, InstanceChange::Proxy(proxy)).await?.proxy.clone())
     }
 
     pub async fn s3(&self, caller: &Caller, name: &str) -> Result<Option<S3Config>> {
@@ -168,12 +143,7 @@ impl InstanceService {
         }
         match &caller.scope {
             Scope::Instance(id) => {
-                let own = self
-                    .ports
-                    .registry
-                    .instance(id)
-                    .await?
-                    .ok_or(Error::InvalidToken)?;
+                let own = self.own_instance(id).await?;
                 if own.name.as_str() != name {
                     return Err(Error::InstanceMismatch);
                 }
@@ -181,22 +151,18 @@ impl InstanceService {
             }
             Scope::Account => {
                 let name = InstanceName::parse(name).map_err(|_| Error::InstanceNotFound)?;
-                let instance = self
-                    .ports
-                    .registry
-                    .instance_by_name(&caller.account.id, &name)
-                    .await?;
-                instance
-                    .filter(|i| caller.may_access(i))
-                    .ok_or(Error::InstanceNotFound)
+                let instance = self.ports.registry.instance_by_name(&caller.account.id, &name).await?;
+                instance.filter(|i| caller.may_access(i)).ok_or(Error::InstanceNotFound)
             }
         }
     }
 
+    /// The instance of an instance token. Gone means the token is too (deleted with it).
+    async fn own_instance(&self, id: &InstanceId) -> Result<Arc<Instance>> {
+        self.ports.registry.instance(id).await?.ok_or(Error::InvalidToken)
+    }
+
     pub(super) async fn change(&self, instance: &Instance, change: InstanceChange) -> Result<Arc<Instance>> {
-        self.ports
-            .registry
-            .update_instance(&instance.id, change, self.clock.now())
-            .await
+        self.ports.registry.update_instance(&instance.id, change, self.clock.now()).await
     }
 }

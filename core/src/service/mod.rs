@@ -10,7 +10,6 @@ mod rate_limit;
 mod sessions;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 pub use accounts::{AccountService, NewAccount};
 pub use auth::{Auth, Caller, Scope};
@@ -30,7 +29,6 @@ pub struct Services {
     pub limiter: Arc<RateLimiter>,
     pub instances: Arc<InstanceService>,
     pub accounts: Arc<AccountService>,
-    pub keys: Arc<Keyring>,
 }
 
 impl Services {
@@ -39,22 +37,8 @@ impl Services {
         Self {
             auth: Arc::new(Auth::new(ports.registry.clone(), keys.clone())),
             limiter: Arc::new(RateLimiter::new(ports.counters.clone(), clock.clone())),
-            accounts: Arc::new(AccountService::new(
-                ports.registry.clone(),
-                keys.clone(),
-                clock.clone(),
-            )),
-            instances: Arc::new(InstanceService::new(ports, keys.clone(), clock, connect)),
-            keys,
-        }
-    }
-}
-
-impl Default for ConnectPolicy {
-    fn default() -> Self {
-        Self {
-            wait: Duration::from_secs(60),
-            poll_interval: Duration::from_millis(50),
+            accounts: Arc::new(AccountService::new(ports.registry.clone(), keys.clone(), clock.clone())),
+            instances: Arc::new(InstanceService::new(ports, keys, clock, connect)),
         }
     }
 }

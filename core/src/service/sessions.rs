@@ -22,6 +22,13 @@ pub struct ConnectPolicy {
     pub poll_interval: Duration,
 }
 
+impl Default for ConnectPolicy {
+    /// About a minute, as the contract promises; the API Gateway deployment may set less.
+    fn default() -> Self {
+        Self { wait: Duration::from_secs(60), poll_interval: Duration::from_millis(50) }
+    }
+}
+
 /// The query of a connect call, as received.
 #[derive(Debug, Clone, Default)]
 pub struct ConnectOptions {
@@ -42,9 +49,7 @@ impl InstanceService {
     ) -> Result<ConnectOutcome> {
         let instance = self.target(caller, name).await?;
         let login = match options.number.as_deref() {
-            Some(number) => LoginMethod::PairingCode {
-                phone: PhoneNumber::parse(number)?,
-            },
+            Some(number) => LoginMethod::PairingCode { phone: PhoneNumber::parse(number)? },
             None => LoginMethod::QrCode,
         };
         let history_days = options
@@ -87,15 +92,11 @@ impl InstanceService {
             Ok(Some(code)) => Ok(code),
             Ok(None) => {
                 tracing::warn!(instance = %instance.id, wait = ?self.connect.wait, "no answer from a session host");
-                Err(Error::ConnectFailed {
-                    reason: "no answer from a session host in time".into(),
-                })
+                Err(Error::ConnectFailed { reason: "no answer from a session host in time".into() })
             }
             Err(error) => {
                 tracing::error!(instance = %instance.id, %error, "connect request could not be sent");
-                Err(Error::ConnectFailed {
-                    reason: "command queue unavailable".into(),
-                })
+                Err(Error::ConnectFailed { reason: "command queue unavailable".into() })
             }
         }
     }
@@ -104,13 +105,7 @@ impl InstanceService {
     async fn await_outcome(&self, id: &ConnectRequestId) -> Result<Option<ConnectOutcome>> {
         let deadline = Instant::now() + self.connect.wait;
         loop {
-            if let Some(outcome) = self
-                .ports
-                .registry
-                .connect_request(id)
-                .await?
-                .and_then(|r| r.outcome)
-            {
+            if let Some(outcome) = self.ports.registry.connect_request(id).await?.and_then(|r| r.outcome) {
                 return Ok(Some(outcome));
             }
             let now = Instant::now();
@@ -133,24 +128,16 @@ impl InstanceService {
             .blobs
             .exists(&BlobKey::session_store(&instance.id))
             .await
-            .map_err(|_| Error::ReconnectFailed {
-                reason: "session store unavailable",
-            })?;
+            .map_err(|_| Error::ReconnectFailed { reason: "session store unavailable" })?;
         if !saved {
             return Err(Error::NoSavedSession);
         }
-        self.ports
-            .commands
-            .send(&SessionCommand::Reconnect {
-                instance: instance.id.clone(),
-            })
-            .await
-            .map_err(|error| {
+        self.ports.commands.send(&SessionCommand::Reconnect { instance: instance.id.clone() }).await.map_err(
+            |error| {
                 tracing::error!(instance = %instance.id, %error, "reconnect command could not be sent");
-                Error::ReconnectFailed {
-                    reason: "command queue unavailable",
-                }
-            })
+                Error::ReconnectFailed { reason: "command queue unavailable" }
+            },
+        )
     }
 
     /// Unlinks the device and wipes the saved credentials; the instance and its token stay.
@@ -159,32 +146,15 @@ impl InstanceService {
     pub async fn logout(&self, caller: &Caller, name: &str) -> Result<()> {
         let instance = self.target(caller, name).await?;
         let wiped = async {
-            self.ports
-                .blobs
-                .delete(&BlobKey::session_store(&instance.id))
-                .await?;
+            self.ports.blobs.delete(&BlobKey::session_store(&instance.id)).await?;
             if instance.connection.state == InstanceState::LoggedOut {
                 return Ok(());
             }
-            let connection = Connection {
-                state: InstanceState::LoggedOut,
-                ..Connection::default()
-            };
-            self.change(
-                &instance,
-                InstanceChange::Session {
-                    connection,
-                    profile: Profile::default(),
-                },
-            )
-            .await?;
-            let change = StateChange::LoggedOut {
-                reason: "logout requested through the API".into(),
-            };
-            self.ports
-                .events
-                .send(&Event::state(instance.id.clone(), &change, self.clock.now()))
-                .await
+            let connection = Connection { state: InstanceState::LoggedOut, ..Connection::default() };
+            self.change(&instance, InstanceChange::Session { connection, profile: Profile::default() })
+                .await?;
+            let change = StateChange::LoggedOut { reason: "logout requested through the API".into() };
+            self.ports.events.send(&Event::state(instance.id.clone(), &change, self.clock.now())).await
         };
         wiped.await.map_err(|error| {
             tracing::error!(instance = %instance.id, %error, "logout failed");

@@ -24,11 +24,7 @@ pub async fn get_settings(
     InstancePath(name): InstancePath,
 ) -> Result<Json<SettingsResponse>, ApiError> {
     let settings = app.services.instances.settings(&caller, &name).await?;
-    Ok(Json(SettingsResponse {
-        success: true,
-        message: "Settings retrieved successfully",
-        settings,
-    }))
+    Ok(Json(SettingsResponse { success: true, message: "Settings retrieved successfully", settings }))
 }
 
 /// Changes the named settings (at least one); a live session applies them at once.
@@ -45,16 +41,8 @@ pub async fn update_settings(
     InstancePath(name): InstancePath,
     ApiJson(patch): ApiJson<SettingsPatch>,
 ) -> Result<Json<SettingsResponse>, ApiError> {
-    let settings = app
-        .services
-        .instances
-        .update_settings(&caller, &name, patch)
-        .await?;
-    Ok(Json(SettingsResponse {
-        success: true,
-        message: "Settings updated successfully",
-        settings,
-    }))
+    let settings = app.services.instances.update_settings(&caller, &name, patch).await?;
+    Ok(Json(SettingsResponse { success: true, message: "Settings updated successfully", settings }))
 }
 
 #[utoipa::path(get, path = "/api/instance/getProxy/{instance}", tag = "Instance configuration",
@@ -133,9 +121,5 @@ pub async fn update_s3(
     ApiJson(input): ApiJson<S3Input>,
 ) -> Result<Json<S3Response>, ApiError> {
     let s3 = app.services.instances.set_s3(&caller, &name, input).await?;
-    Ok(Json(S3Response {
-        success: true,
-        message: "S3 configuration updated",
-        s3: s3.as_ref().into(),
-    }))
+    Ok(Json(S3Response { success: true, message: "S3 configuration updated", s3: s3.as_ref().into() }))
 }

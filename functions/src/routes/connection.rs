@@ -44,22 +44,15 @@ pub async fn connect_instance(
     let history_days = query
         .history
         .map(|days| {
-            days.trim()
-                .parse::<i64>()
-                .map_err(|_| Error::invalid_because("history", "a number of days"))
+            days.trim().parse::<i64>().map_err(|_| Error::invalid_because("history", "a number of days"))
         })
         .transpose()?;
-    let options = ConnectOptions {
-        number: query.number,
-        history_days,
-    };
+    let options = ConnectOptions { number: query.number, history_days };
     let response = match app.services.instances.connect(&caller, &name, options).await? {
         ConnectOutcome::QrCode { code } => {
             let png = qr::png_data_url(&code).map_err(|_| {
                 tracing::error!(length = code.len(), "QR string too long to render");
-                ApiError::from(Error::ConnectFailed {
-                    reason: "unrenderable QR".into(),
-                })
+                ApiError::from(Error::ConnectFailed { reason: "unrenderable QR".into() })
             })?;
             ConnectResponse {
                 success: true,
@@ -99,11 +92,7 @@ pub async fn reconnect_instance(
     InstancePath(name): InstancePath,
 ) -> Result<Json<ReconnectResponse>, ApiError> {
     app.services.instances.reconnect(&caller, &name).await?;
-    Ok(Json(ReconnectResponse {
-        success: true,
-        message: "Reconnect initiated",
-        status: "connecting",
-    }))
+    Ok(Json(ReconnectResponse { success: true, message: "Reconnect initiated", status: "connecting" }))
 }
 
 /// Unlinks the device from WhatsApp and wipes the saved credentials; the instance and its token

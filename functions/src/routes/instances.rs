@@ -46,12 +46,7 @@ pub async fn create_instance(
     let integrations = IntegrationsReport::of(instance);
     Ok((
         StatusCode::CREATED,
-        Json(CreatedResponse {
-            success: true,
-            message: "Instance created",
-            instance: view,
-            integrations,
-        }),
+        Json(CreatedResponse { success: true, message: "Instance created", instance: view, integrations }),
     ))
 }
 
@@ -79,11 +74,7 @@ pub async fn list_instances(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<axum::response::Response, ApiError> {
     let Query(query) = query.map_err(|_| ApiError::from(ryze_core::Error::invalid("instanceName")))?;
-    let instances = app
-        .services
-        .instances
-        .list(&caller, query.instance_name.as_deref())
-        .await?;
+    let instances = app.services.instances.list(&caller, query.instance_name.as_deref()).await?;
     app.list_renderer.render(&app.services.instances, &instances)
 }
 

@@ -32,14 +32,8 @@ pub fn authenticated() -> OpenApiRouter<AppState> {
     // `/{instance}` does not match an empty segment; these answer the contract's 400 instead of 404.
     for prefix in PER_INSTANCE_ROUTES {
         router = router
-            .route(
-                &format!("/api/instance/{prefix}"),
-                any(service::instance_name_required),
-            )
-            .route(
-                &format!("/api/instance/{prefix}/"),
-                any(service::instance_name_required),
-            );
+            .route(&format!("/api/instance/{prefix}"), any(service::instance_name_required))
+            .route(&format!("/api/instance/{prefix}/"), any(service::instance_name_required));
     }
     router
 }

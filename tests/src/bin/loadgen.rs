@@ -135,13 +135,8 @@ async fn run(options: &Options, name: &'static str, path: &'static str) -> Measu
             (latencies, errors)
         }));
     }
-    let mut measured = Measured {
-        name,
-        requests: 0,
-        errors: 0,
-        elapsed: options.duration,
-        latencies_us: Vec::new(),
-    };
+    let mut measured =
+        Measured { name, requests: 0, errors: 0, elapsed: options.duration, latencies_us: Vec::new() };
     for task in tasks {
         if let Ok((latencies, errors)) = task.await {
             measured.requests += latencies.len();
@@ -157,14 +152,7 @@ async fn seed(options: &Options) -> Result<(), Box<dyn std::error::Error>> {
     let mut sender = connect(options.addr).await?;
     for n in 0..options.seed {
         let body = format!(r#"{{"name":"bench-{n:05}"}}"#);
-        let status = send(
-            &mut sender,
-            "POST",
-            "/api/instance/new",
-            &options.token,
-            Some(body),
-        )
-        .await?;
+        let status = send(&mut sender, "POST", "/api/instance/new", &options.token, Some(body)).await?;
         if !matches!(status, 201 | 409) {
             return Err(format!("seeding instance {n} answered {status}").into());
         }

@@ -31,10 +31,7 @@ async fn settings_start_at_the_defaults_and_take_partial_updates() {
     expected["autoRejectCalls"] = json!(true);
     expected["callRejectMessage"] = json!("Call me later");
     assert_eq!(updated.json["settings"], expected);
-    assert_eq!(
-        app.get("/api/instance/getSettings/s", &token).await.json["settings"],
-        expected
-    );
+    assert_eq!(app.get("/api/instance/getSettings/s", &token).await.json["settings"], expected);
 }
 
 #[tokio::test]
@@ -46,37 +43,14 @@ async fn settings_refuse_empty_unknown_and_mistyped_bodies() {
     let empty = app.post(path, &account.token, json!({})).await;
     assert_eq!(empty.status, StatusCode::BAD_REQUEST);
     assert_eq!(empty.error_message(), "At least one field is required");
-    let nothing = app
-        .raw(
-            axum::http::Method::POST,
-            path,
-            Some(("token", &account.token)),
-            None,
-        )
-        .await;
+    let nothing = app.raw(axum::http::Method::POST, path, Some(("token", &account.token)), None).await;
     assert_eq!(nothing.error_message(), "Invalid request body");
-    let unknown = app
-        .post(path, &account.token, json!({"autoRejectCall": true}))
-        .await;
+    let unknown = app.post(path, &account.token, json!({"autoRejectCall": true})).await;
     assert_eq!(unknown.error_message(), "Unknown field: autoRejectCall");
-    let mistyped = app
-        .post(path, &account.token, json!({"keepOnlineStatus": "yes"}))
-        .await;
-    assert_eq!(
-        mistyped.error_message(),
-        "Invalid field: keepOnlineStatus (expected a boolean)"
-    );
-    let long = app
-        .post(
-            path,
-            &account.token,
-            json!({"callRejectMessage": "x".repeat(5000)}),
-        )
-        .await;
-    assert!(
-        long.error_message()
-            .starts_with("Invalid field: callRejectMessage")
-    );
+    let mistyped = app.post(path, &account.token, json!({"keepOnlineStatus": "yes"})).await;
+    assert_eq!(mistyped.error_message(), "Invalid field: keepOnlineStatus (expected a boolean)");
+    let long = app.post(path, &account.token, json!({"callRejectMessage": "x".repeat(5000)})).await;
+    assert!(long.error_message().starts_with("Invalid field: callRejectMessage"));
     let unchanged = app.get("/api/instance/getSettings/s", &account.token).await;
     assert_eq!(unchanged.json["settings"]["keepOnlineStatus"], false);
 }
@@ -108,19 +82,11 @@ async fn the_proxy_is_set_shown_without_password_and_removed() {
         set.json,
         json!({"success": true, "message": "Proxy configuration updated", "proxy": expected})
     );
-    assert_eq!(
-        app.get("/api/instance/getProxy/p", &token).await.json["proxy"],
-        expected
-    );
+    assert_eq!(app.get("/api/instance/getProxy/p", &token).await.json["proxy"], expected);
 
-    let removed = app
-        .post("/api/instance/proxy/p", &token, json!({"enabled": false}))
-        .await;
+    let removed = app.post("/api/instance/proxy/p", &token, json!({"enabled": false})).await;
     assert_eq!(removed.json["proxy"]["enabled"], false);
-    assert_eq!(
-        app.get("/api/instance/getProxy/p", &token).await.json["proxy"]["host"],
-        json!(null)
-    );
+    assert_eq!(app.get("/api/instance/getProxy/p", &token).await.json["proxy"]["host"], json!(null));
 }
 
 #[tokio::test]
@@ -129,30 +95,12 @@ async fn the_proxy_is_validated() {
     let account = app.account().await;
     app.create(&account.token, json!({"name": "p"})).await;
     let cases = [
-        (
-            json!({"host": "h", "port": "1", "protocol": "http"}),
-            "Missing field: enabled",
-        ),
-        (
-            json!({"enabled": true, "port": "1", "protocol": "http"}),
-            "Missing field: host",
-        ),
-        (
-            json!({"enabled": true, "host": "h", "protocol": "http"}),
-            "Missing field: port",
-        ),
-        (
-            json!({"enabled": true, "host": "h", "port": "1"}),
-            "Missing field: protocol",
-        ),
-        (
-            json!({"enabled": true, "host": "h", "port": "70000", "protocol": "http"}),
-            "Invalid field: port",
-        ),
-        (
-            json!({"enabled": true, "host": "h", "port": "1", "protocol": "socks4"}),
-            "Invalid field: protocol",
-        ),
+        (json!({"host": "h", "port": "1", "protocol": "http"}), "Missing field: enabled"),
+        (json!({"enabled": true, "port": "1", "protocol": "http"}), "Missing field: host"),
+        (json!({"enabled": true, "host": "h", "protocol": "http"}), "Missing field: port"),
+        (json!({"enabled": true, "host": "h", "port": "1"}), "Missing field: protocol"),
+        (json!({"enabled": true, "host": "h", "port": "70000", "protocol": "http"}), "Invalid field: port"),
+        (json!({"enabled": true, "host": "h", "port": "1", "protocol": "socks4"}), "Invalid field: protocol"),
         (
             json!({"enabled": true, "host": "bad host", "port": "1", "protocol": "http"}),
             "Invalid field: host",
@@ -161,15 +109,9 @@ async fn the_proxy_is_validated() {
         (json!({"enabled": true, "pasword": "x"}), "Unknown field: pasword"),
     ];
     for (body, message) in cases {
-        let response = app
-            .post("/api/instance/proxy/p", &account.token, body.clone())
-            .await;
+        let response = app.post("/api/instance/proxy/p", &account.token, body.clone()).await;
         assert_eq!(response.status, StatusCode::BAD_REQUEST, "{body}");
-        assert!(
-            response.error_message().starts_with(message),
-            "{body}: {}",
-            response.text
-        );
+        assert!(response.error_message().starts_with(message), "{body}: {}", response.text);
     }
 }
 
@@ -194,18 +136,10 @@ async fn s3_is_set_shown_without_secret_and_deleted() {
     assert_eq!(set.status, StatusCode::OK, "{}", set.text);
     let expected = json!({"enabled": true, "region": "sa-east-1", "bucket": "media", "accessKey": "AKIA1",
         "secretKey": null, "endpoint": null, "pathPrefix": "in"});
-    assert_eq!(
-        set.json,
-        json!({"success": true, "message": "S3 configuration updated", "s3": expected})
-    );
-    assert_eq!(
-        app.get("/api/instance/getS3/b", &token).await.json["s3"],
-        expected
-    );
+    assert_eq!(set.json, json!({"success": true, "message": "S3 configuration updated", "s3": expected}));
+    assert_eq!(app.get("/api/instance/getS3/b", &token).await.json["s3"], expected);
 
-    let deleted = app
-        .post("/api/instance/s3/b", &token, json!({"enabled": false}))
-        .await;
+    let deleted = app.post("/api/instance/s3/b", &token, json!({"enabled": false})).await;
     assert_eq!(deleted.json["s3"]["enabled"], false);
     assert_eq!(deleted.json["s3"]["accessKey"], json!(null));
 
@@ -218,12 +152,6 @@ async fn s3_is_set_shown_without_secret_and_deleted() {
         )
         .await;
     assert!(invalid.error_message().starts_with("Invalid field: endpoint"));
-    let missing = app
-        .post(
-            "/api/instance/s3/b",
-            &token,
-            json!({"enabled": true, "bucket": "m"}),
-        )
-        .await;
+    let missing = app.post("/api/instance/s3/b", &token, json!({"enabled": true, "bucket": "m"})).await;
     assert_eq!(missing.error_message(), "Missing field: secretKey");
 }

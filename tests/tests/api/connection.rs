@@ -10,23 +10,15 @@ use ryze_tests::TestApp;
 use serde_json::json;
 
 async fn instance_id(app: &TestApp, token: &str, name: &str) -> InstanceId {
-    let list = app
-        .get(&format!("/api/instance/list?instanceName={name}"), token)
-        .await;
+    let list = app.get(&format!("/api/instance/list?instanceName={name}"), token).await;
     InstanceId::from_stored(list.json["instances"][0]["id"].as_str().expect("id"))
 }
 
 fn decode_qr(data_url: &str) -> String {
     let png_bytes = base64::engine::general_purpose::STANDARD
-        .decode(
-            data_url
-                .strip_prefix("data:image/png;base64,")
-                .expect("a PNG data URL"),
-        )
+        .decode(data_url.strip_prefix("data:image/png;base64,").expect("a PNG data URL"))
         .expect("base64");
-    let mut reader = png::Decoder::new(std::io::Cursor::new(png_bytes))
-        .read_info()
-        .expect("a PNG");
+    let mut reader = png::Decoder::new(std::io::Cursor::new(png_bytes)).read_info().expect("a PNG");
     let mut pixels = vec![0; reader.output_buffer_size()];
     let info = reader.next_frame(&mut pixels).expect("a frame");
     let (width, height) = (info.width as usize, info.height as usize);
@@ -43,10 +35,7 @@ async fn connect_with_no_session_host_ends_in_500_after_the_wait_budget() {
     assert_eq!(response.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(response.error_message(), "Failed to generate QR code");
     // The command was sent all the same, for a host that was not there.
-    assert!(matches!(
-        app.queued_commands().await.as_slice(),
-        [SessionCommand::Connect { .. }]
-    ));
+    assert!(matches!(app.queued_commands().await.as_slice(), [SessionCommand::Connect { .. }]));
 }
 
 #[tokio::test]
@@ -66,13 +55,7 @@ async fn connect_returns_the_hosts_qr_code_and_its_png() {
     assert_eq!(response.json["status"], "qr");
     assert_eq!(response.json["qrCode"], code);
     assert_eq!(decode_qr(response.json["qrCodeBase64"].as_str().unwrap()), code);
-    let SessionCommand::Connect {
-        instance,
-        login,
-        history_days,
-        ..
-    } = command
-    else {
+    let SessionCommand::Connect { instance, login, history_days, .. } = command else {
         panic!("{command:?}")
     };
     assert_eq!((instance, login, history_days), (id, LoginMethod::QrCode, None));
@@ -84,13 +67,8 @@ async fn connect_with_a_number_returns_the_pairing_code() {
     let account = app.account().await;
     let token = app.create(&account.token, json!({"name": "pair"})).await;
     let (response, command) = tokio::join!(
-        app.get(
-            "/api/instance/connect/pair?number=5511999999999&history=7",
-            &token
-        ),
-        app.answer_next_command(Some(ConnectOutcome::PairingCode {
-            code: "ABCD1234".into()
-        })),
+        app.get("/api/instance/connect/pair?number=5511999999999&history=7", &token),
+        app.answer_next_command(Some(ConnectOutcome::PairingCode { code: "ABCD1234".into() })),
     );
     assert_eq!(response.status, StatusCode::OK, "{}", response.text);
     assert_eq!(
@@ -98,11 +76,7 @@ async fn connect_with_a_number_returns_the_pairing_code() {
         json!({"success": true, "message": "Pairing code generated",
         "pairingCode": "ABCD1234", "status": "pairing_code"})
     );
-    let SessionCommand::Connect {
-        login: LoginMethod::PairingCode { phone },
-        history_days,
-        ..
-    } = command
+    let SessionCommand::Connect { login: LoginMethod::PairingCode { phone }, history_days, .. } = command
     else {
         panic!("{command:?}")
     };
@@ -115,32 +89,16 @@ async fn connect_validates_its_query() {
     let account = app.account().await;
     app.create(&account.token, json!({"name": "q"})).await;
     for number in ["123", "+5511999999999", "55119999999999999", "abcdefghij", ""] {
-        let response = app
-            .get(
-                &format!("/api/instance/connect/q?number={number}"),
-                &account.token,
-            )
-            .await;
+        let response = app.get(&format!("/api/instance/connect/q?number={number}"), &account.token).await;
         assert_eq!(response.status, StatusCode::BAD_REQUEST, "{number}");
         assert_eq!(response.error_message(), "Invalid phone number", "{number}");
     }
     for history in ["0", "366", "-1", "week"] {
-        let response = app
-            .get(
-                &format!("/api/instance/connect/q?history={history}"),
-                &account.token,
-            )
-            .await;
+        let response = app.get(&format!("/api/instance/connect/q?history={history}"), &account.token).await;
         assert_eq!(response.status, StatusCode::BAD_REQUEST, "{history}");
-        assert!(
-            response.error_message().starts_with("Invalid field: history"),
-            "{history}"
-        );
+        assert!(response.error_message().starts_with("Invalid field: history"), "{history}");
     }
-    assert!(
-        app.queued_commands().await.is_empty(),
-        "an invalid connect sent a command"
-    );
+    assert!(app.queued_commands().await.is_empty(), "an invalid connect sent a command");
 }
 
 #[tokio::test]
@@ -150,16 +108,11 @@ async fn a_host_failure_is_500() {
     app.create(&account.token, json!({"name": "f"})).await;
     let (response, _) = tokio::join!(
         app.get("/api/instance/connect/f", &account.token),
-        app.answer_next_command(Some(ConnectOutcome::Failed {
-            reason: "proxy refused".into()
-        })),
+        app.answer_next_command(Some(ConnectOutcome::Failed { reason: "proxy refused".into() })),
     );
     assert_eq!(response.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(response.error_message(), "Failed to generate QR code");
-    assert!(
-        !response.text.contains("proxy refused"),
-        "the reason is for the log only"
-    );
+    assert!(!response.text.contains("proxy refused"), "the reason is for the log only");
 }
 
 #[tokio::test]
@@ -173,25 +126,13 @@ async fn a_connected_instance_cannot_connect_again() {
         number_jid: Some("5511999999999@s.whatsapp.net".into()),
         ..Default::default()
     };
-    let change = ryze_core::domain::InstanceChange::Session {
-        connection,
-        profile: Default::default(),
-    };
-    app.ports
-        .registry
-        .update_instance(&id, change, chrono::Utc::now())
-        .await
-        .unwrap();
+    let change = ryze_core::domain::InstanceChange::Session { connection, profile: Default::default() };
+    app.ports.registry.update_instance(&id, change, chrono::Utc::now()).await.unwrap();
     let response = app.get("/api/instance/connect/on", &account.token).await;
     assert_eq!(response.status, StatusCode::CONFLICT);
     assert_eq!(response.error_message(), "Instance already connected");
-    let list = app
-        .get("/api/instance/list?instanceName=on", &account.token)
-        .await;
-    assert_eq!(
-        list.json["instances"][0]["connection"]["numberJid"],
-        "5511999999999@s.whatsapp.net"
-    );
+    let list = app.get("/api/instance/list?instanceName=on", &account.token).await;
+    assert_eq!(list.json["instances"][0]["connection"]["numberJid"], "5511999999999@s.whatsapp.net");
     assert_eq!(list.json["instances"][0]["connection"]["state"], "connected");
 }
 
@@ -204,9 +145,7 @@ async fn pending_connect_requests_are_cleaned_up() {
         app.get("/api/instance/connect/c", &account.token),
         app.answer_next_command(Some(ConnectOutcome::QrCode { code: "2@x".into() })),
     );
-    let SessionCommand::Connect { request, .. } = command else {
-        panic!("{command:?}")
-    };
+    let SessionCommand::Connect { request, .. } = command else { panic!("{command:?}") };
     assert_eq!(app.ports.registry.connect_request(&request).await.unwrap(), None);
 }
 
@@ -215,24 +154,13 @@ async fn reconnect_needs_a_saved_session() {
     let app = TestApp::new();
     let account = app.account().await;
     app.create(&account.token, json!({"name": "r"})).await;
-    let response = app
-        .post("/api/instance/reconnect/r", &account.token, json!({}))
-        .await;
+    let response = app.post("/api/instance/reconnect/r", &account.token, json!({})).await;
     assert_eq!(response.status, StatusCode::BAD_REQUEST);
-    assert_eq!(
-        response.error_message(),
-        "Instance has no saved session — call /connect first"
-    );
+    assert_eq!(response.error_message(), "Instance has no saved session — call /connect first");
 
     let id = instance_id(&app, &account.token, "r").await;
-    app.ports
-        .blobs
-        .put(&BlobKey::session_store(&id), b"store".to_vec())
-        .await
-        .unwrap();
-    let response = app
-        .post("/api/instance/reconnect/r", &account.token, json!({}))
-        .await;
+    app.ports.blobs.put(&BlobKey::session_store(&id), b"store".to_vec()).await.unwrap();
+    let response = app.post("/api/instance/reconnect/r", &account.token, json!({})).await;
     assert_eq!(response.status, StatusCode::OK, "{}", response.text);
     assert_eq!(
         response.json,
@@ -248,11 +176,7 @@ async fn logout_wipes_the_credentials_keeps_the_instance_and_is_idempotent() {
     let account = app.account().await;
     let token = app.create(&account.token, json!({"name": "out"})).await;
     let id = instance_id(&app, &account.token, "out").await;
-    app.ports
-        .blobs
-        .put(&BlobKey::session_store(&id), b"store".to_vec())
-        .await
-        .unwrap();
+    app.ports.blobs.put(&BlobKey::session_store(&id), b"store".to_vec()).await.unwrap();
 
     for _ in 0..2 {
         let response = app.delete("/api/instance/logout/out", &token).await;
@@ -263,13 +187,7 @@ async fn logout_wipes_the_credentials_keeps_the_instance_and_is_idempotent() {
             "instance": {"status": "loggedout"}})
         );
     }
-    assert!(
-        !app.ports
-            .blobs
-            .exists(&BlobKey::session_store(&id))
-            .await
-            .unwrap()
-    );
+    assert!(!app.ports.blobs.exists(&BlobKey::session_store(&id)).await.unwrap());
     let list = app.get("/api/instance/list?instanceName=out", &token).await;
     assert_eq!(list.json["instances"][0]["connection"]["state"], "loggedout");
     assert_eq!(list.json["instances"][0]["token"], token, "the token stays");

@@ -6,13 +6,7 @@ use ryze_tests::TestApp;
 #[tokio::test]
 async fn unknown_routes_answer_404_in_the_envelope() {
     let app = TestApp::new();
-    for path in [
-        "/",
-        "/nope",
-        "/api/instance",
-        "/api/instance/unknown/x",
-        "/api/instance/connect/a/b",
-    ] {
+    for path in ["/", "/nope", "/api/instance", "/api/instance/unknown/x", "/api/instance/connect/a/b"] {
         let response = app.request(Method::GET, path, None, None).await;
         assert_eq!(response.status, StatusCode::NOT_FOUND, "{path}");
         assert_eq!(response.error_message(), "Route not found", "{path}");
@@ -31,9 +25,7 @@ async fn wrong_methods_answer_405_in_the_envelope() {
         (Method::PUT, "/api/instance/settings/a"),
         (Method::POST, "/health"),
     ] {
-        let response = app
-            .request(method.clone(), path, Some(&account.token), None)
-            .await;
+        let response = app.request(method.clone(), path, Some(&account.token), None).await;
         assert_eq!(response.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
         assert_eq!(response.error_message(), "Method not allowed", "{method} {path}");
     }
@@ -68,4 +60,16 @@ async fn an_unknown_instance_is_404() {
         assert_eq!(response.status, StatusCode::NOT_FOUND, "{path}");
         assert_eq!(response.error_message(), "Instance not found", "{path}");
     }
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_413() {
+    let app = TestApp::new();
+    let account = app.account().await;
+    let huge = format!(r#"{{"name":"a","callRejectMessage":"{}"}}"#, "x".repeat(3 * 1024 * 1024));
+    let response = app
+        .raw(Method::POST, "/api/instance/new", Some(("token", &account.token)), Some(huge.into_bytes()))
+        .await;
+    assert_eq!(response.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(response.error_message(), "Request body too large");
 }

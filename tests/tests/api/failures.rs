@@ -84,28 +84,12 @@ async fn storage_failures_and_panics_answer_500_without_the_cause() {
     });
     let account = app.account().await;
     let cases = [
-        (
-            app.post("/api/instance/new", &account.token, json!({"name": "a"}))
-                .await,
-            "Internal server error",
-        ),
-        (
-            app.get("/api/instance/list", &account.token).await,
-            "Internal server error",
-        ),
+        (app.post("/api/instance/new", &account.token, json!({"name": "a"})).await, "Internal server error"),
+        (app.get("/api/instance/list", &account.token).await, "Internal server error"),
     ];
     for (response, message) in cases {
-        assert_eq!(
-            response.status,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "{}",
-            response.text
-        );
+        assert_eq!(response.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", response.text);
         assert_eq!(response.error_message(), message);
-        assert!(
-            !response.text.contains("fire"),
-            "the cause leaked: {}",
-            response.text
-        );
+        assert!(!response.text.contains("fire"), "the cause leaked: {}", response.text);
     }
 }

@@ -6,12 +6,7 @@ use ryze_tests::TestApp;
 use serde_json::{Value, json};
 
 fn keys(value: &Value) -> Vec<&str> {
-    let mut keys: Vec<_> = value
-        .as_object()
-        .expect("object")
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let mut keys: Vec<_> = value.as_object().expect("object").keys().map(String::as_str).collect();
     keys.sort_unstable();
     keys
 }
@@ -20,24 +15,14 @@ fn keys(value: &Value) -> Vec<&str> {
 async fn create_answers_201_with_the_instance_and_its_token() {
     let app = TestApp::new();
     let account = app.account().await;
-    let response = app
-        .post("/api/instance/new", &account.token, json!({"name": "sales"}))
-        .await;
+    let response = app.post("/api/instance/new", &account.token, json!({"name": "sales"})).await;
     assert_eq!(response.status, StatusCode::CREATED, "{}", response.text);
     let body = &response.json;
     assert_eq!(body["success"], true);
     assert_eq!(body["message"], "Instance created");
     assert_eq!(
         keys(&body["instance"]),
-        [
-            "createdAt",
-            "id",
-            "name",
-            "numberJid",
-            "status",
-            "token",
-            "updatedAt"
-        ]
+        ["createdAt", "id", "name", "numberJid", "status", "token", "updatedAt"]
     );
     assert_eq!(body["instance"]["name"], "sales");
     assert_eq!(body["instance"]["status"], "disconnected");
@@ -45,10 +30,7 @@ async fn create_answers_201_with_the_instance_and_its_token() {
     assert!(body["instance"]["token"].as_str().unwrap().len() >= 32);
     assert_eq!(body["instance"]["createdAt"], "2026-01-01T12:00:00.000Z");
     for integration in ["webhook", "websocket", "chatwoot"] {
-        assert_eq!(
-            body["integrations"][integration]["status"], "disabled",
-            "{integration}"
-        );
+        assert_eq!(body["integrations"][integration]["status"], "disabled", "{integration}");
     }
     // The new token works, for this instance.
     let token = body["instance"]["token"].as_str().unwrap();
@@ -80,15 +62,10 @@ async fn create_stores_every_inline_field() {
     assert_eq!(response.status, StatusCode::CREATED, "{}", response.text);
     assert_eq!(response.json["instance"]["token"], "client-chosen-token-1");
     for integration in ["webhook", "websocket", "chatwoot"] {
-        assert_eq!(
-            response.json["integrations"][integration]["status"], "ok",
-            "{integration}"
-        );
+        assert_eq!(response.json["integrations"][integration]["status"], "ok", "{integration}");
     }
 
-    let list = app
-        .get("/api/instance/list?instanceName=full", &account.token)
-        .await;
+    let list = app.get("/api/instance/list?instanceName=full", &account.token).await;
     let item = &list.json["instances"][0];
     assert_eq!(
         item["proxy"],
@@ -121,12 +98,7 @@ async fn create_stores_every_inline_field() {
         "secretKey": null, "endpoint": "https://s3.example", "pathPrefix": "ryze"})
     );
     // The chosen token is the instance's token.
-    assert_eq!(
-        app.get("/api/instance/getProxy/full", "client-chosen-token-1")
-            .await
-            .status,
-        StatusCode::OK
-    );
+    assert_eq!(app.get("/api/instance/getProxy/full", "client-chosen-token-1").await.status, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -152,10 +124,7 @@ async fn create_refuses_invalid_bodies_and_leaves_nothing_behind() {
             json!({"name": "a", "webhookEnabled": true, "webhookURL": "not a url"}),
             "Invalid field: webhookURL (not a URL)",
         ),
-        (
-            json!({"name": "a", "webhookEvents": ["nope"]}),
-            "Invalid field: webhookEvents",
-        ),
+        (json!({"name": "a", "webhookEvents": ["nope"]}), "Invalid field: webhookEvents"),
         (
             json!({"name": "a", "chatwootEnabled": true, "chatwootBaseUrl": "https://c.example", "chatwootApiToken": "t"}),
             "Missing field: chatwootAccountId",
@@ -168,31 +137,16 @@ async fn create_refuses_invalid_bodies_and_leaves_nothing_behind() {
             json!({"name": "a", "s3Enabled": true, "s3Bucket": "b", "s3AccessKey": "k"}),
             "Missing field: s3SecretKey",
         ),
-        (
-            json!({"name": "a", "token": "short"}),
-            "Invalid field: token (8 to 256 visible ASCII characters)",
-        ),
+        (json!({"name": "a", "token": "short"}), "Invalid field: token (8 to 256 visible ASCII characters)"),
     ];
     for (body, message) in cases {
         let response = app.post("/api/instance/new", &account.token, body.clone()).await;
-        assert_eq!(
-            response.status,
-            StatusCode::BAD_REQUEST,
-            "{body}: {}",
-            response.text
-        );
+        assert_eq!(response.status, StatusCode::BAD_REQUEST, "{body}: {}", response.text);
         let actual = response.error_message();
-        assert!(
-            actual.starts_with(message),
-            "{body}: expected {message:?}, got {actual:?}"
-        );
+        assert!(actual.starts_with(message), "{body}: expected {message:?}, got {actual:?}");
     }
     let list = app.get("/api/instance/list", &account.token).await;
-    assert_eq!(
-        list.json["meta"]["total"], 0,
-        "a failed create left something: {}",
-        list.text
-    );
+    assert_eq!(list.json["meta"]["total"], 0, "a failed create left something: {}", list.text);
 }
 
 #[tokio::test]
@@ -200,9 +154,7 @@ async fn names_are_unique_within_an_account_only() {
     let app = TestApp::new();
     let (acme, globex) = (app.account().await, app.account().await);
     app.create(&acme.token, json!({"name": "sales"})).await;
-    let again = app
-        .post("/api/instance/new", &acme.token, json!({"name": "sales"}))
-        .await;
+    let again = app.post("/api/instance/new", &acme.token, json!({"name": "sales"})).await;
     assert_eq!(again.status, StatusCode::CONFLICT);
     assert_eq!(again.error_message(), "Instance already exists");
     app.create(&globex.token, json!({"name": "sales"})).await;
@@ -212,25 +164,15 @@ async fn names_are_unique_within_an_account_only() {
 async fn a_chosen_token_already_in_use_is_refused() {
     let app = TestApp::new();
     let account = app.account().await;
-    app.create(&account.token, json!({"name": "a", "token": "shared-token-123"}))
-        .await;
+    app.create(&account.token, json!({"name": "a", "token": "shared-token-123"})).await;
     let response = app
-        .post(
-            "/api/instance/new",
-            &account.token,
-            json!({"name": "b", "token": "shared-token-123"}),
-        )
+        .post("/api/instance/new", &account.token, json!({"name": "b", "token": "shared-token-123"}))
         .await;
     assert_eq!(response.status, StatusCode::CONFLICT);
     assert_eq!(response.error_message(), "Token already in use");
     // An account token cannot be taken as an instance token either.
-    let response = app
-        .post(
-            "/api/instance/new",
-            &account.token,
-            json!({"name": "c", "token": account.token}),
-        )
-        .await;
+    let response =
+        app.post("/api/instance/new", &account.token, json!({"name": "c", "token": account.token})).await;
     assert_eq!(response.status, StatusCode::CONFLICT);
 }
 
@@ -255,26 +197,14 @@ async fn concurrent_creates_of_one_name_give_one_201_and_one_409() {
 #[tokio::test]
 async fn the_quota_caps_creates() {
     let app = TestApp::new();
-    let account = app
-        .account_with(AccountLimits {
-            instance_quota: 2,
-            ..AccountLimits::default()
-        })
-        .await;
+    let account = app.account_with(AccountLimits { instance_quota: 2, ..AccountLimits::default() }).await;
     app.create(&account.token, json!({"name": "one"})).await;
     app.create(&account.token, json!({"name": "two"})).await;
-    let third = app
-        .post("/api/instance/new", &account.token, json!({"name": "three"}))
-        .await;
+    let third = app.post("/api/instance/new", &account.token, json!({"name": "three"})).await;
     assert_eq!(third.status, StatusCode::FORBIDDEN);
     assert_eq!(third.error_message(), "Account instance quota exceeded");
     // Deleting frees a place.
-    assert_eq!(
-        app.delete("/api/instance/delete/one", &account.token)
-            .await
-            .status,
-        StatusCode::OK
-    );
+    assert_eq!(app.delete("/api/instance/delete/one", &account.token).await.status, StatusCode::OK);
     app.create(&account.token, json!({"name": "three"})).await;
 }
 
@@ -294,36 +224,19 @@ async fn list_with_an_account_token_shows_the_account_and_filters_by_name() {
     let all = app.get("/api/instance/list", &account.token).await;
     assert_eq!(all.json["message"], "3 Instances found");
     assert_eq!(all.json["meta"], json!({"total": 3}));
-    let names: Vec<_> = all.json["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["name"].clone())
-        .collect();
+    let names: Vec<_> = all.json["instances"].as_array().unwrap().iter().map(|i| i["name"].clone()).collect();
     assert_eq!(names, [json!("a"), json!("b"), json!("c")]);
 
     let one = app.get("/api/instance/list?instanceName=b", &account.token).await;
     assert_eq!(one.json["message"], "1 Instance found");
     assert_eq!(one.json["instances"][0]["name"], "b");
 
-    let some = app
-        .get("/api/instance/list?instanceName=c,zz,a", &account.token)
-        .await;
-    let names: Vec<_> = some.json["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["name"].clone())
-        .collect();
-    assert_eq!(
-        names,
-        [json!("c"), json!("a")],
-        "unknown names in a list are skipped"
-    );
+    let some = app.get("/api/instance/list?instanceName=c,zz,a", &account.token).await;
+    let names: Vec<_> =
+        some.json["instances"].as_array().unwrap().iter().map(|i| i["name"].clone()).collect();
+    assert_eq!(names, [json!("c"), json!("a")], "unknown names in a list are skipped");
 
-    let missing = app
-        .get("/api/instance/list?instanceName=zz", &account.token)
-        .await;
+    let missing = app.get("/api/instance/list?instanceName=zz", &account.token).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     assert_eq!(missing.error_message(), "Instance not found");
 }
@@ -401,25 +314,14 @@ async fn list_reflects_every_change() {
     app.create(&account.token, json!({"name": "a"})).await;
     let before = app.get("/api/instance/list", &account.token).await;
     assert_eq!(before.json["instances"][0]["settings"]["keepOnlineStatus"], false);
-    app.post(
-        "/api/instance/settings/a",
-        &account.token,
-        json!({"keepOnlineStatus": true}),
-    )
-    .await;
+    app.post("/api/instance/settings/a", &account.token, json!({"keepOnlineStatus": true})).await;
     let after = app.get("/api/instance/list", &account.token).await;
     assert_eq!(after.json["instances"][0]["settings"]["keepOnlineStatus"], true);
     app.delete("/api/instance/delete/a", &account.token).await;
     app.create(&account.token, json!({"name": "a"})).await;
     let recreated = app.get("/api/instance/list", &account.token).await;
-    assert_eq!(
-        recreated.json["instances"][0]["settings"]["keepOnlineStatus"],
-        false
-    );
-    assert_ne!(
-        recreated.json["instances"][0]["id"],
-        before.json["instances"][0]["id"]
-    );
+    assert_eq!(recreated.json["instances"][0]["settings"]["keepOnlineStatus"], false);
+    assert_ne!(recreated.json["instances"][0]["id"], before.json["instances"][0]["id"]);
 }
 
 #[tokio::test]
@@ -427,10 +329,7 @@ async fn delete_removes_the_instance_its_token_and_its_credentials() {
     let app = TestApp::new();
     let account = app.account().await;
     let token = app.create(&account.token, json!({"name": "gone"})).await;
-    let id = app
-        .get("/api/instance/list?instanceName=gone", &account.token)
-        .await
-        .json["instances"][0]["id"]
+    let id = app.get("/api/instance/list?instanceName=gone", &account.token).await.json["instances"][0]["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -444,9 +343,7 @@ async fn delete_removes_the_instance_its_token_and_its_credentials() {
         json!({"success": true, "message": "Instance deleted", "instance": {"status": "deleted"}})
     );
     assert!(!app.ports.blobs.exists(&store).await.unwrap());
-    let list = app
-        .get("/api/instance/list?instanceName=gone", &account.token)
-        .await;
+    let list = app.get("/api/instance/list?instanceName=gone", &account.token).await;
     assert_eq!(list.status, StatusCode::NOT_FOUND);
     let with_old_token = app.get("/api/instance/getSettings/gone", &token).await;
     assert_eq!(with_old_token.status, StatusCode::UNAUTHORIZED);
@@ -459,12 +356,7 @@ async fn delete_removes_the_instance_its_token_and_its_credentials() {
 async fn instances_survive_a_restart() {
     let app = TestApp::new();
     let account = app.account().await;
-    let token = app
-        .create(
-            &account.token,
-            json!({"name": "durable", "keepOnlineStatus": true}),
-        )
-        .await;
+    let token = app.create(&account.token, json!({"name": "durable", "keepOnlineStatus": true})).await;
     app.post(
         "/api/instance/proxy/durable",
         &token,
@@ -479,10 +371,7 @@ async fn instances_survive_a_restart() {
     assert_eq!(after.status, StatusCode::OK);
     assert_eq!(after.json, before.json);
     assert_eq!(
-        restarted
-            .get("/api/instance/getSettings/durable", &token)
-            .await
-            .json["settings"]["keepOnlineStatus"],
+        restarted.get("/api/instance/getSettings/durable", &token).await.json["settings"]["keepOnlineStatus"],
         true
     );
 }

@@ -39,9 +39,7 @@ fn json_value() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(|n| json!(n)),
-        any::<f64>()
-            .prop_filter("finite", |f| f.is_finite())
-            .prop_map(|f| json!(f)),
+        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
         "[a-z0-9 ._/:-]{0,12}".prop_map(Value::String),
         prop_oneof![Just("instance.state"), Just("socks5"), Just("1080"), Just("http")]
             .prop_map(|s| json!(s)),
@@ -57,12 +55,7 @@ fn json_value() -> impl Strategy<Value = Value> {
 
 fn body_object() -> impl Strategy<Value = Value> {
     prop::collection::vec((prop::sample::select(FIELDS.to_vec()), json_value()), 0..6).prop_map(|pairs| {
-        Value::Object(
-            pairs
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v))
-                .collect::<Map<_, _>>(),
-        )
+        Value::Object(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect::<Map<_, _>>())
     })
 }
 
@@ -77,10 +70,7 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
         let (app, token) = rt.block_on(async {
             let app = TestApp::new();
             let account = app
@@ -98,18 +88,9 @@ fn fixture() -> &'static Fixture {
 }
 
 fn assert_clean(response: &ryze_tests::TestResponse, what: &str) {
-    assert!(
-        !response.status.is_server_error(),
-        "{what} gave {}: {}",
-        response.status,
-        response.text
-    );
+    assert!(!response.status.is_server_error(), "{what} gave {}: {}", response.status, response.text);
     if !response.status.is_success() {
-        assert!(
-            matches!(response.status.as_u16(), 400 | 403 | 409),
-            "{what} gave {}",
-            response.status
-        );
+        assert!(matches!(response.status.as_u16(), 400 | 403 | 409), "{what} gave {}", response.status);
         assert!(!response.error_message().is_empty());
     }
 }

@@ -15,23 +15,15 @@ async fn the_101st_request_in_a_minute_is_429() {
         let response = app.get("/api/instance/list", &account.token).await;
         assert_eq!(response.status, StatusCode::OK, "request {n}");
         assert_eq!(response.header("x-ratelimit-limit"), Some("100"));
-        assert_eq!(
-            response.header("x-ratelimit-remaining"),
-            Some((100 - n).to_string().as_str())
-        );
+        assert_eq!(response.header("x-ratelimit-remaining"), Some((100 - n).to_string().as_str()));
     }
     let refused = app.get("/api/instance/list", &account.token).await;
     assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(refused.error_message(), "Rate limit exceeded. Try again later.");
     assert_eq!(refused.header("x-ratelimit-remaining"), Some("0"));
     // The clock stands at 12:00:00: the window resets at 12:01:00, 60 s away.
-    let reset = chrono::DateTime::parse_from_rfc3339("2026-01-01T12:01:00Z")
-        .unwrap()
-        .timestamp();
-    assert_eq!(
-        refused.header("x-ratelimit-reset"),
-        Some(reset.to_string().as_str())
-    );
+    let reset = chrono::DateTime::parse_from_rfc3339("2026-01-01T12:01:00Z").unwrap().timestamp();
+    assert_eq!(refused.header("x-ratelimit-reset"), Some(reset.to_string().as_str()));
     assert_eq!(refused.header("retry-after"), Some("60"));
 
     app.clock.advance(Duration::from_secs(30));
@@ -48,20 +40,13 @@ async fn the_101st_request_in_a_minute_is_429() {
 #[tokio::test]
 async fn limits_are_per_token() {
     let app = TestApp::new();
-    let account = app
-        .account_with(AccountLimits {
-            requests_per_minute: 3,
-            ..AccountLimits::default()
-        })
-        .await;
+    let account =
+        app.account_with(AccountLimits { requests_per_minute: 3, ..AccountLimits::default() }).await;
     let instance_token = app.create(&account.token, json!({"name": "a"})).await;
     for _ in 0..3 {
         app.get("/api/instance/list", &account.token).await;
     }
-    assert_eq!(
-        app.get("/api/instance/list", &account.token).await.status,
-        StatusCode::TOO_MANY_REQUESTS
-    );
+    assert_eq!(app.get("/api/instance/list", &account.token).await.status, StatusCode::TOO_MANY_REQUESTS);
     // The instance token has its own budget, with its account's limit.
     let other = app.get("/api/instance/getSettings/a", &instance_token).await;
     assert_eq!(other.status, StatusCode::OK);
@@ -74,19 +59,11 @@ async fn create_has_its_own_budget_of_20() {
     let app = TestApp::new();
     let account = app.account().await;
     for n in 0..20 {
-        let response = app
-            .post(
-                "/api/instance/new",
-                &account.token,
-                json!({"name": format!("i{n}")}),
-            )
-            .await;
+        let response = app.post("/api/instance/new", &account.token, json!({"name": format!("i{n}")})).await;
         assert_eq!(response.status, StatusCode::CREATED, "create {n}");
         assert_eq!(response.header("x-ratelimit-limit"), Some("20"));
     }
-    let refused = app
-        .post("/api/instance/new", &account.token, json!({"name": "i20"}))
-        .await;
+    let refused = app.post("/api/instance/new", &account.token, json!({"name": "i20"})).await;
     assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(refused.header("x-ratelimit-limit"), Some("20"));
     assert!(refused.header("retry-after").is_some());
@@ -107,25 +84,15 @@ async fn limits_are_set_per_account_and_read_live() {
             ..AccountLimits::default()
         })
         .await;
-    assert_eq!(
-        app.get("/api/instance/list", &account.token)
-            .await
-            .header("x-ratelimit-limit"),
-        Some("2")
-    );
+    assert_eq!(app.get("/api/instance/list", &account.token).await.header("x-ratelimit-limit"), Some("2"));
     app.create(&account.token, json!({"name": "one"})).await;
-    let second = app
-        .post("/api/instance/new", &account.token, json!({"name": "two"}))
-        .await;
+    let second = app.post("/api/instance/new", &account.token, json!({"name": "two"})).await;
     assert_eq!(second.status, StatusCode::TOO_MANY_REQUESTS);
 
     // The operator raises the limit; the next request sees it.
     let id = ryze_core::domain::AccountId::from_stored(account.id.clone());
-    let raised = AccountLimits {
-        requests_per_minute: 500,
-        creates_per_minute: 50,
-        ..AccountLimits::default()
-    };
+    let raised =
+        AccountLimits { requests_per_minute: 500, creates_per_minute: 50, ..AccountLimits::default() };
     app.services.accounts.update_limits(&id, raised).await.unwrap();
     let response = app.get("/api/instance/list", &account.token).await;
     assert_eq!(response.status, StatusCode::OK);

@@ -63,22 +63,11 @@ async fn no_response_contains_a_secret() {
     for response in &responses {
         assert!(response.status.is_success(), "{}", response.text);
         for secret in SECRETS {
-            assert!(
-                !response.text.contains(secret),
-                "a response carries {secret:?}: {}",
-                response.text
-            );
+            assert!(!response.text.contains(secret), "a response carries {secret:?}: {}", response.text);
         }
         // A sealed value would show as `v1.` and base64url; no field of any view carries one.
-        assert!(
-            !response.text.contains("\"v1."),
-            "a response carries a sealed value: {}",
-            response.text
-        );
-        assert!(
-            !response.text.contains(&account.token),
-            "a response carries the account token"
-        );
+        assert!(!response.text.contains("\"v1."), "a response carries a sealed value: {}", response.text);
+        assert!(!response.text.contains(&account.token), "a response carries the account token");
     }
 }
 
@@ -103,9 +92,6 @@ async fn the_store_holds_no_secret_in_clear() {
     }
     let stored = String::from_utf8_lossy(&stored);
     for secret in [SECRETS[0], SECRETS[3], token.as_str(), account.token.as_str()] {
-        assert!(
-            !stored.contains(secret),
-            "the data directory holds {secret:?} in clear"
-        );
+        assert!(!stored.contains(secret), "the data directory holds {secret:?} in clear");
     }
 }

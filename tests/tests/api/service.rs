@@ -35,10 +35,7 @@ async fn the_openapi_document_describes_every_route() {
         ("/api/instance/s3/{instance}", "post"),
         ("/health", "get"),
     ] {
-        assert!(
-            paths.get(path).and_then(|p| p.get(method)).is_some(),
-            "{method} {path} is not documented"
-        );
+        assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} is not documented");
     }
     let schemes = &document["components"]["securitySchemes"];
     assert_eq!(schemes["token"]["in"], "header");
@@ -60,24 +57,12 @@ async fn the_docs_page_and_its_assets_are_served_by_the_binary() {
     let page = app.request(Method::GET, "/docs/", None, None).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.text.contains("swagger-ui"), "{}", page.text);
-    for asset in [
-        "/docs/swagger-ui.css",
-        "/docs/swagger-ui-bundle.js",
-        "/docs/swagger-initializer.js",
-    ] {
+    for asset in ["/docs/swagger-ui.css", "/docs/swagger-ui-bundle.js", "/docs/swagger-initializer.js"] {
         let response = app.request(Method::GET, asset, None, None).await;
         assert_eq!(response.status, StatusCode::OK, "{asset}");
         assert!(response.text.len() > 100, "{asset} is empty");
     }
-    let initializer = app
-        .request(Method::GET, "/docs/swagger-initializer.js", None, None)
-        .await;
-    assert!(
-        initializer.text.contains("/openapi.json"),
-        "the page loads our document"
-    );
-    assert!(
-        !initializer.text.contains("https://"),
-        "the page must not need the internet"
-    );
+    let initializer = app.request(Method::GET, "/docs/swagger-initializer.js", None, None).await;
+    assert!(initializer.text.contains("/openapi.json"), "the page loads our document");
+    assert!(!initializer.text.contains("https://"), "the page must not need the internet");
 }

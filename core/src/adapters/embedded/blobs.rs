@@ -29,9 +29,7 @@ impl BlobStore for DirBlobStore {
     async fn put(&self, key: &BlobKey, bytes: Vec<u8>) -> Result<()> {
         let path = self.path(key);
         tokio::task::spawn_blocking(move || {
-            let parent = path
-                .parent()
-                .ok_or_else(|| std::io::Error::other("blob path has no parent"))?;
+            let parent = path.parent().ok_or_else(|| std::io::Error::other("blob path has no parent"))?;
             std::fs::create_dir_all(parent)?;
             let temp = parent.join(format!(".{}.tmp", uuid::Uuid::new_v4()));
             std::fs::write(&temp, &bytes)?;
@@ -62,8 +60,6 @@ impl BlobStore for DirBlobStore {
     }
 
     async fn exists(&self, key: &BlobKey) -> Result<bool> {
-        tokio::fs::try_exists(self.path(key))
-            .await
-            .map_err(Error::storage)
+        tokio::fs::try_exists(self.path(key)).await.map_err(Error::storage)
     }
 }

@@ -19,10 +19,7 @@ pub struct MemoryRateCounter {
 #[async_trait]
 impl RateCounter for MemoryRateCounter {
     async fn hit(&self, key: &str, window_start: i64) -> Result<u32> {
-        let mut windows = self
-            .windows
-            .lock()
-            .map_err(|_| Error::storage("rate counters poisoned"))?;
+        let mut windows = self.windows.lock().map_err(|_| Error::storage("rate counters poisoned"))?;
         if windows.len() > PRUNE_ABOVE {
             windows.retain(|_, (start, _)| *start >= window_start);
         }

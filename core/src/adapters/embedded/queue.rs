@@ -40,10 +40,7 @@ impl<M> InProcessQueue<M> {
     }
 
     fn take(&self, max: usize) -> Result<Vec<M>> {
-        let mut messages = self
-            .messages
-            .lock()
-            .map_err(|_| Error::storage("queue poisoned"))?;
+        let mut messages = self.messages.lock().map_err(|_| Error::storage("queue poisoned"))?;
         let n = max.min(messages.len());
         Ok(messages.drain(..n).collect())
     }
@@ -53,10 +50,7 @@ impl<M> InProcessQueue<M> {
 impl<M: Clone + Send + Sync + 'static> Queue<M> for InProcessQueue<M> {
     async fn send(&self, message: &M) -> Result<()> {
         {
-            let mut messages = self
-                .messages
-                .lock()
-                .map_err(|_| Error::storage("queue poisoned"))?;
+            let mut messages = self.messages.lock().map_err(|_| Error::storage("queue poisoned"))?;
             if messages.len() >= self.capacity {
                 return Err(Error::storage("in-process queue is full"));
             }
@@ -118,13 +112,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_empty_receive_ends_at_its_deadline() {
         let queue = InProcessQueue::<u8>::new(1);
-        assert!(
-            queue
-                .receive(1, Duration::from_secs(20))
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        assert!(queue.receive(1, Duration::from_secs(20)).await.unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -102,9 +102,7 @@ impl FileRegistry {
         let mut index = InstanceIndex::default();
         {
             let mut statement = connection.prepare("SELECT doc FROM instances").map_err(storage)?;
-            let docs = statement
-                .query_map([], |row| row.get::<_, String>(0))
-                .map_err(storage)?;
+            let docs = statement.query_map([], |row| row.get::<_, String>(0)).map_err(storage)?;
             for doc in docs {
                 index.put(Arc::new(from_json(&doc.map_err(storage)?)?));
             }
@@ -123,12 +121,8 @@ impl FileRegistry {
 
     fn connect(path: &Path) -> Result<Connection> {
         let connection = Connection::open(path).map_err(storage)?;
-        connection
-            .busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(storage)?;
-        connection
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
-            .map_err(storage)?;
+        connection.busy_timeout(std::time::Duration::from_secs(10)).map_err(storage)?;
+        connection.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;").map_err(storage)?;
         Ok(connection)
     }
 }
@@ -146,6 +140,17 @@ impl Inner {
             pool.push(connection);
         }
         result
+    }
+
+    /// Reads the one JSON column `sql` selects for `key`.
+    fn read_json<T: serde::de::DeserializeOwned>(&self, sql: &str, key: &str) -> Result<Option<T>> {
+        self.with_connection(|connection| {
+            let text: Option<String> = connection
+                .prepare_cached(sql)
+                .and_then(|mut statement| statement.query_row([key], |row| row.get(0)).optional())
+                .map_err(storage)?;
+            text.map(|t| from_json(&t)).transpose()
+        })
     }
 
     fn index(&self) -> Result<std::sync::RwLockReadGuard<'_, InstanceIndex>> {
@@ -178,12 +183,8 @@ impl InstanceRegistry for FileRegistry {
     async fn insert_account(&self, account: &Account) -> Result<()> {
         let account = account.clone();
         self.write(move |connection, _| {
-            let tx = connection
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(storage)?;
-            let owner = to_json(&TokenOwner::Account {
-                account: account.id.clone(),
-            })?;
+            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(storage)?;
+            let owner = to_json(&TokenOwner::Account { account: account.id.clone() })?;
             tx.execute(
                 "INSERT INTO tokens (hash, owner, instance_id) VALUES (?1, ?2, NULL)",
                 params![account.token_hash.as_str(), owner],
@@ -202,13 +203,9 @@ impl InstanceRegistry for FileRegistry {
     async fn update_account_limits(&self, id: &AccountId, limits: AccountLimits) -> Result<Account> {
         let id = id.clone();
         self.write(move |connection, inner| {
-            let tx = connection
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(storage)?;
+            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(storage)?;
             let doc: Option<String> = tx
-                .query_row("SELECT doc FROM accounts WHERE id = ?1", [id.as_str()], |row| {
-                    row.get(0)
-                })
+                .query_row("SELECT doc FROM accounts WHERE id = ?1", [id.as_str()], |row| row.get(0))
                 .optional()
                 .map_err(storage)?;
             let mut account: Account = from_json(&doc.ok_or(Error::AccountNotFound)?)?;
@@ -233,13 +230,8 @@ impl InstanceRegistry for FileRegistry {
         {
             return Ok(Some(account));
         }
-        let account: Option<Account> = self.inner.with_connection(|connection| {
-            let doc: Option<String> = connection
-                .prepare_cached("SELECT doc FROM accounts WHERE id = ?1")
-                .and_then(|mut s| s.query_row([id.as_str()], |row| row.get(0)).optional())
-                .map_err(storage)?;
-            doc.map(|d| from_json(&d)).transpose()
-        })?;
+        let account: Option<Account> =
+            self.inner.read_json("SELECT doc FROM accounts WHERE id = ?1", id.as_str())?;
         if let (Some(account), Ok(mut cache)) = (&account, self.inner.accounts.write()) {
             cache.insert(id.clone(), (Instant::now(), account.clone()));
         }
@@ -250,13 +242,8 @@ impl InstanceRegistry for FileRegistry {
         if let Some(owner) = self.inner.tokens.read().ok().and_then(|t| t.get(hash).cloned()) {
             return Ok(Some(owner));
         }
-        let owner: Option<TokenOwner> = self.inner.with_connection(|connection| {
-            let owner: Option<String> = connection
-                .prepare_cached("SELECT owner FROM tokens WHERE hash = ?1")
-                .and_then(|mut s| s.query_row([hash.as_str()], |row| row.get(0)).optional())
-                .map_err(storage)?;
-            owner.map(|o| from_json(&o)).transpose()
-        })?;
+        let owner: Option<TokenOwner> =
+            self.inner.read_json("SELECT owner FROM tokens WHERE hash = ?1", hash.as_str())?;
         if let (Some(owner), Ok(mut cache)) = (&owner, self.inner.tokens.write()) {
             cache.insert(hash.clone(), owner.clone());
         }
@@ -266,9 +253,7 @@ impl InstanceRegistry for FileRegistry {
     async fn insert_instance(&self, instance: &Instance, quota: u32) -> Result<()> {
         let instance = Arc::new(instance.clone());
         self.write(move |connection, inner| {
-            let tx = connection
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(storage)?;
+            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(storage)?;
             let (account, name) = (instance.account_id.as_str(), instance.name.as_str());
             let name_taken: bool = tx
                 .query_row(
@@ -291,11 +276,9 @@ impl InstanceRegistry for FileRegistry {
                 return Err(Error::TokenInUse);
             }
             let held: u32 = tx
-                .query_row(
-                    "SELECT COUNT(*) FROM instances WHERE account_id = ?1",
-                    [account],
-                    |row| row.get(0),
-                )
+                .query_row("SELECT COUNT(*) FROM instances WHERE account_id = ?1", [account], |row| {
+                    row.get(0)
+                })
                 .map_err(storage)?;
             if held >= quota {
                 return Err(Error::QuotaExceeded);
@@ -340,10 +323,7 @@ impl InstanceRegistry for FileRegistry {
         let Some(names) = index.by_account.get(account) else {
             return Ok(Vec::new());
         };
-        Ok(names
-            .values()
-            .filter_map(|id| index.by_id.get(id).cloned())
-            .collect())
+        Ok(names.values().filter_map(|id| index.by_id.get(id).cloned()).collect())
     }
 
     async fn update_instance(
@@ -354,13 +334,7 @@ impl InstanceRegistry for FileRegistry {
     ) -> Result<Arc<Instance>> {
         let id = id.clone();
         self.write(move |connection, inner| {
-            let current = inner
-                .index
-                .read()
-                .map_err(|_| storage("index poisoned"))?
-                .by_id
-                .get(&id)
-                .cloned();
+            let current = inner.index.read().map_err(|_| storage("index poisoned"))?.by_id.get(&id).cloned();
             let current = current.ok_or(Error::InstanceNotFound)?;
             let mut updated = Instance::clone(&current);
             updated.apply(change, at);
@@ -380,13 +354,9 @@ impl InstanceRegistry for FileRegistry {
     async fn delete_instance(&self, id: &InstanceId) -> Result<()> {
         let id = id.clone();
         self.write(move |connection, inner| {
-            let tx = connection
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(storage)?;
-            tx.execute("DELETE FROM tokens WHERE instance_id = ?1", [id.as_str()])
-                .map_err(storage)?;
-            tx.execute("DELETE FROM instances WHERE id = ?1", [id.as_str()])
-                .map_err(storage)?;
+            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(storage)?;
+            tx.execute("DELETE FROM tokens WHERE instance_id = ?1", [id.as_str()]).map_err(storage)?;
+            tx.execute("DELETE FROM instances WHERE id = ?1", [id.as_str()]).map_err(storage)?;
             tx.commit().map_err(storage)?;
             let removed = write_index(&inner.index)?.remove(&id);
             if let (Some(instance), Ok(mut tokens)) = (removed, inner.tokens.write()) {
@@ -412,27 +382,15 @@ impl InstanceRegistry for FileRegistry {
     }
 
     async fn connect_request(&self, id: &ConnectRequestId) -> Result<Option<ConnectRequest>> {
-        self.inner.with_connection(|connection| {
-            let doc: Option<String> = connection
-                .prepare_cached("SELECT doc FROM connect_requests WHERE id = ?1")
-                .and_then(|mut s| s.query_row([id.as_str()], |row| row.get(0)).optional())
-                .map_err(storage)?;
-            doc.map(|d| from_json(&d)).transpose()
-        })
+        self.inner.read_json("SELECT doc FROM connect_requests WHERE id = ?1", id.as_str())
     }
 
     async fn answer_connect_request(&self, id: &ConnectRequestId, outcome: ConnectOutcome) -> Result<()> {
         let id = id.clone();
         self.write(move |connection, _| {
-            let tx = connection
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(storage)?;
+            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(storage)?;
             let doc: Option<String> = tx
-                .query_row(
-                    "SELECT doc FROM connect_requests WHERE id = ?1",
-                    [id.as_str()],
-                    |row| row.get(0),
-                )
+                .query_row("SELECT doc FROM connect_requests WHERE id = ?1", [id.as_str()], |row| row.get(0))
                 .optional()
                 .map_err(storage)?;
             let Some(doc) = doc else { return Ok(()) };
