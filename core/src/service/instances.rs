@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::domain::{
-    Instance, InstanceChange, InstanceId, InstanceName, ProxyConfig, S3Config, Settings, SettingsPatch,
+    Instance, InstanceChange, InstanceId, InstanceName, ProxyConfig, S3Config, SessionCommand, Settings,
+    SettingsPatch,
 };
 use crate::ports::{BlobKey, Ports};
 use crate::secrets::{Keyring, Purpose};
@@ -77,12 +78,14 @@ impl InstanceService {
         }
     }
 
-    /// Removes an instance and everything kept for it. Its credential store goes first, so a failure
-    /// leaves a record that a retried delete can still find.
+    /// Removes an instance and everything kept for it. A host running its session is told to close
+    /// it (logging the device out); the credential store goes before the record, so a failure leaves
+    /// a record that a retried delete can still find.
     #[tracing::instrument(skip_all, fields(account = %caller.account.id))]
     pub async fn delete(&self, caller: &Caller, name: &str) -> Result<InstanceId> {
         caller.require_account_scope()?;
         let instance = self.target(caller, name).await?;
+        self.ports.commands.send(&SessionCommand::Delete { instance: instance.id.clone() }).await?;
         self.ports.blobs.delete(&BlobKey::session_store(&instance.id)).await?;
         self.ports.registry.delete_instance(&instance.id).await?;
         tracing::info!(instance = %instance.id, "instance deleted");

@@ -142,10 +142,14 @@ impl InstanceService {
 
     /// Unlinks the device and wipes the saved credentials; the instance and its token stay.
     /// Idempotent: logging out a logged-out instance succeeds and changes nothing.
+    ///
+    /// The `Logout` command lets a host that runs the session unlink the device; the credentials and
+    /// the state are wiped here all the same, so a logout holds even with no host running.
     #[tracing::instrument(skip_all, fields(account = %caller.account.id))]
     pub async fn logout(&self, caller: &Caller, name: &str) -> Result<()> {
         let instance = self.target(caller, name).await?;
         let wiped = async {
+            self.ports.commands.send(&SessionCommand::Logout { instance: instance.id.clone() }).await?;
             self.ports.blobs.delete(&BlobKey::session_store(&instance.id)).await?;
             if instance.connection.state == InstanceState::LoggedOut {
                 return Ok(());

@@ -188,6 +188,9 @@ async fn logout_wipes_the_credentials_keeps_the_instance_and_is_idempotent() {
         );
     }
     assert!(!app.ports.blobs.exists(&BlobKey::session_store(&id)).await.unwrap());
+    // A host running the session is told, once per call.
+    let logout = SessionCommand::Logout { instance: id.clone() };
+    assert_eq!(app.queued_commands().await, [logout.clone(), logout]);
     let list = app.get("/api/instance/list?instanceName=out", &token).await;
     assert_eq!(list.json["instances"][0]["connection"]["state"], "loggedout");
     assert_eq!(list.json["instances"][0]["token"], token, "the token stays");

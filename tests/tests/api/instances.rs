@@ -343,6 +343,11 @@ async fn delete_removes_the_instance_its_token_and_its_credentials() {
         json!({"success": true, "message": "Instance deleted", "instance": {"status": "deleted"}})
     );
     assert!(!app.ports.blobs.exists(&store).await.unwrap());
+    let commands = app.queued_commands().await;
+    assert!(
+        matches!(commands.as_slice(), [ryze_core::domain::SessionCommand::Delete { .. }]),
+        "{commands:?}"
+    );
     let list = app.get("/api/instance/list?instanceName=gone", &account.token).await;
     assert_eq!(list.status, StatusCode::NOT_FOUND);
     let with_old_token = app.get("/api/instance/getSettings/gone", &token).await;
