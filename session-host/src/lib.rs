@@ -1,9 +1,37 @@
 //! The session host: the long-running side of the system that holds the WhatsApp sockets.
 //!
-//! It takes `Connect` and `Reconnect` commands from the command queue while it has capacity, runs one
-//! whatsapp-rust client per instance behind an actor, answers connect requests with QR or pairing
-//! codes, writes state changes back through the registry, persists credential stores through the
-//! blob store, and publishes `instance.state` events. It depends on `ryze-core` only, never on the
-//! HTTP side. Its implementation is the subject of the session-host issue; until it lands nothing
-//! consumes the command queue, and connect calls end in 500 `Failed to generate QR code` once their
-//! wait budget is spent.
+//! It takes commands from the command queue, runs one whatsapp-rust client per instance inside a
+//! session actor, answers connect requests with QR or pairing codes, writes state changes back
+//! through the registry, saves credential stores through the blob store, and publishes
+//! `instance.state` events. It depends on `ryze-core`'s ports only, never on an adapter, so the
+//! same host runs inside `ryze serve` on the embedded adapters and on ECS on the AWS ones.
+//!
+//! Layout:
+//! - [`fleet`]: [`SessionHost`], the supervisor that routes commands to sessions.
+//! - `session`: the per-instance actor: states, codes, settings, credential persistence.
+//! - [`client`]: the seam between a session and its WhatsApp client.
+//! - [`whatsapp`]: that seam on whatsapp-rust; [`proxy`]: its socket through HTTP/HTTPS/SOCKS5 proxies.
+//! - [`config`]: the host's configuration and the WhatsApp address rule.
+
+pub mod client;
+pub mod config;
+pub mod fleet;
+pub mod proxy;
+mod session;
+pub mod whatsapp;
+
+pub use config::{HostConfig, WhatsAppUrl};
+pub use fleet::SessionHost;
+
+/// What can go wrong in a session host.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("whatsapp client: {0}")]
+    Client(String),
+    #[error("proxy: {0}")]
+    Proxy(String),
+    #[error(transparent)]
+    Core(#[from] ryze_core::Error),
+}

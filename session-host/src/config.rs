@@ -1,0 +1,100 @@
+//! The session host's configuration, and the rule that keeps the WhatsApp address honest.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::HostError;
+
+/// WhatsApp Web's socket.
+pub const WHATSAPP_URL: &str = "wss://web.whatsapp.com/ws/chat";
+
+/// The WhatsApp Web version announced to the server. Set explicitly: otherwise every client fetches
+/// it from the web at start. Bump with the whatsapp-rust pin.
+pub const WEB_VERSION: (u32, u32, u32) = (2, 3000, 1_026_131_876);
+
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Where the WhatsApp socket goes (`RYZE_WHATSAPP_URL`).
+    pub whatsapp_url: WhatsAppUrl,
+    pub web_version: (u32, u32, u32),
+    /// How long a QR login may wait for a scan before the session gives up.
+    pub qr_budget: Duration,
+    /// How long a dropped session may keep retrying before it is `disconnected`.
+    pub reconnect_budget: Duration,
+    /// How long after a change the credential store is saved.
+    pub persist_debounce: Duration,
+    /// Sessions this host holds at most; connects beyond it are refused.
+    pub max_sessions: usize,
+    /// Where running clients keep their working copy of the credential store.
+    pub work_dir: std::path::PathBuf,
+}
+
+impl HostConfig {
+    pub fn new(whatsapp_url: WhatsAppUrl, work_dir: std::path::PathBuf) -> Self {
+        Self {
+            whatsapp_url,
+            web_version: WEB_VERSION,
+            qr_budget: Duration::from_secs(60),
+            reconnect_budget: Duration::from_secs(120),
+            persist_debounce: Duration::from_secs(3),
+            max_sessions: 10_000,
+            work_dir,
+        }
+    }
+}
+
+/// A checked WhatsApp address: `wss://` anywhere, `ws://` only to loopback; and, in a build with
+/// the `insecure-test-whatsapp` feature (which skips the certificate-chain check), loopback only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WhatsAppUrl(String);
+
+impl WhatsAppUrl {
+    pub fn parse(text: &str) -> Result<Self, HostError> {
+        let url = url::Url::parse(text).map_err(|_| HostError::Config(format!("not a URL: {text}")))?;
+        let loopback = match url.host() {
+            Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+            Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+            Some(url::Host::Domain(name)) => name == "localhost",
+            None => false,
+        };
+        match url.scheme() {
+            "wss" => {}
+            "ws" if loopback => {}
+            "ws" => return Err(HostError::Config("ws:// is allowed only to a loopback address".into())),
+            other => return Err(HostError::Config(format!("unsupported scheme {other}: use wss://"))),
+        }
+        if cfg!(feature = "insecure-test-whatsapp") && !loopback {
+            return Err(HostError::Config(
+                "this build skips WhatsApp's certificate check (insecure-test-whatsapp): it may only talk to a \
+                 loopback address"
+                    .into(),
+            ));
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_websockets_only_to_loopback() {
+        assert!(WhatsAppUrl::parse("ws://127.0.0.1:9000/ws/chat").is_ok());
+        assert!(WhatsAppUrl::parse("ws://localhost:9000/ws/chat").is_ok());
+        assert!(WhatsAppUrl::parse("ws://[::1]:9000/ws/chat").is_ok());
+        assert!(WhatsAppUrl::parse("ws://10.0.0.1:9000/ws/chat").is_err());
+        assert!(WhatsAppUrl::parse("http://127.0.0.1/").is_err());
+        assert!(WhatsAppUrl::parse("nonsense").is_err());
+    }
+
+    #[test]
+    fn the_real_address_needs_a_verifying_build() {
+        let real = WhatsAppUrl::parse(WHATSAPP_URL);
+        assert_eq!(real.is_ok(), !cfg!(feature = "insecure-test-whatsapp"));
+    }
+}

@@ -1,0 +1,625 @@
+//! One instance's session: an actor that owns its WhatsApp client and every bit of its state.
+//!
+//! Others hold a [`SessionHandle`] (a bounded sender); the fleet alone creates and reaps actors. The
+//! actor turns client events into the contract's states and `instance.state` events, answers
+//! connect requests with the current code, applies settings live, and saves the credential store
+//! right after pairing, after changes (debounced) and when it stops.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use ryze_core::domain::{
+    ConnectOutcome, ConnectRequestId, Connection, Event, InstanceChange, InstanceId, InstanceState, LoginMethod,
+    PresenceStatus, Profile, SessionCommand, Settings, StateChange,
+};
+use ryze_core::ports::BlobKey;
+use ryze_core::secrets::Purpose;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{CallOffer, ClientEvent, ClientFactory, IncomingMessage, SessionClient, StartSpec};
+use crate::fleet::HostContext;
+
+/// Commands waiting for one actor; a full mailbox makes the fleet wait, never grow.
+pub(crate) const MAILBOX: usize = 32;
+
+/// What an actor hands back when it ends: commands that reached it too late, for the fleet to
+/// route again.
+#[derive(Debug)]
+pub(crate) struct Finished {
+    pub instance: InstanceId,
+    pub generation: u64,
+    pub leftovers: Vec<SessionCommand>,
+}
+
+/// Where a session is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// No client.
+    Idle,
+    /// Waiting for a QR scan or a pairing code to be entered.
+    Pairing,
+    /// Paired, logging in with the saved credentials.
+    LoggingIn,
+    Connected,
+    /// The socket dropped; the client is retrying.
+    Reconnecting,
+}
+
+impl Phase {
+    /// Whether the client holds a linked device whose store is worth saving.
+    fn is_paired(self) -> bool {
+        matches!(self, Self::LoggingIn | Self::Connected | Self::Reconnecting)
+    }
+}
+
+pub(crate) struct Session<F: ClientFactory> {
+    instance: InstanceId,
+    generation: u64,
+    ctx: Arc<HostContext<F>>,
+    commands: mpsc::Receiver<SessionCommand>,
+    shutdown: CancellationToken,
+    phase: Phase,
+    client: Option<F::Client>,
+    events: Option<mpsc::UnboundedReceiver<ClientEvent>>,
+    /// Connect calls waiting for the first code.
+    waiting: Vec<ConnectRequestId>,
+    /// The code a connect call is answered with while pairing.
+    code: Option<ConnectOutcome>,
+    login: Option<LoginMethod>,
+    settings: Settings,
+    number_jid: Option<String>,
+    profile: Profile,
+    /// When the phase gives up: the QR budget while pairing, the reconnect budget while retrying.
+    give_up_at: Option<Instant>,
+    /// When the credential store is next saved.
+    persist_at: Option<Instant>,
+}
+
+impl<F: ClientFactory> Session<F> {
+    pub(crate) fn new(
+        instance: InstanceId,
+        generation: u64,
+        ctx: Arc<HostContext<F>>,
+        commands: mpsc::Receiver<SessionCommand>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            instance,
+            generation,
+            ctx,
+            commands,
+            shutdown,
+            phase: Phase::Idle,
+            client: None,
+            events: None,
+            waiting: Vec::new(),
+            code: None,
+            login: None,
+            settings: Settings::default(),
+            number_jid: None,
+            profile: Profile::default(),
+            give_up_at: None,
+            persist_at: None,
+        }
+    }
+
+    #[tracing::instrument(name = "session", skip_all, fields(instance = %self.instance))]
+    pub(crate) async fn run(mut self) -> Finished {
+        loop {
+            let wake_at = [self.give_up_at, self.persist_at].into_iter().flatten().min();
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    Some(command) => self.apply(command).await,
+                    None => break,
+                },
+                event = next_event(&mut self.events) => self.on_client_event(event).await,
+                () = sleep_until_some(wake_at) => self.on_timer().await,
+                () = self.shutdown.cancelled() => {
+                    self.stop_for_shutdown().await;
+                    break;
+                }
+            }
+            if self.phase == Phase::Idle && self.waiting.is_empty() {
+                break;
+            }
+        }
+        // Whatever reached the mailbox after the last command goes back to the fleet.
+        self.commands.close();
+        let mut leftovers = Vec::new();
+        while let Ok(command) = self.commands.try_recv() {
+            leftovers.push(command);
+        }
+        Finished { instance: self.instance, generation: self.generation, leftovers }
+    }
+
+    async fn apply(&mut self, command: SessionCommand) {
+        match command {
+            SessionCommand::Connect { request, login, history_days, .. } => {
+                self.connect(request, login, history_days).await;
+            }
+            SessionCommand::Reconnect { .. } => self.reconnect().await,
+            SessionCommand::Logout { .. } => self.logout().await,
+            SessionCommand::Delete { .. } => self.delete().await,
+            SessionCommand::ApplySettings { settings, .. } => self.apply_settings(settings).await,
+        }
+    }
+
+    async fn connect(&mut self, request: ConnectRequestId, login: LoginMethod, history_days: Option<u16>) {
+        match self.phase {
+            Phase::Pairing => match (&login, &self.code) {
+                // A second pairing-code login on a QR session: same socket, ask for a code.
+                (LoginMethod::PairingCode { phone }, Some(ConnectOutcome::QrCode { .. })) => {
+                    let phone = phone.as_str().to_owned();
+                    self.waiting.push(request);
+                    self.request_pairing_code(&phone).await;
+                }
+                (_, Some(code)) => {
+                    let code = code.clone();
+                    self.answer(&request, code).await;
+                }
+                (_, None) => self.waiting.push(request),
+            },
+            Phase::Connected => self.answer(&request, failed("already connected")).await,
+            Phase::LoggingIn | Phase::Reconnecting => {
+                self.answer(&request, failed("session is logging in with saved credentials")).await;
+            }
+            Phase::Idle => {
+                self.waiting.push(request);
+                // A connect links a new device: credentials of an old link are discarded.
+                if let Err(error) = self.ctx.ports.blobs.delete(&self.store_key()).await {
+                    tracing::warn!(%error, "stale credential store not removed");
+                }
+                self.start(None, Some(login), history_days).await;
+            }
+        }
+    }
+
+    async fn reconnect(&mut self) {
+        if self.phase != Phase::Idle {
+            return;
+        }
+        match self.ctx.ports.blobs.get(&self.store_key()).await {
+            Ok(Some(store)) => self.start(Some(store), None, None).await,
+            Ok(None) => tracing::info!("reconnect without a saved session ignored"),
+            Err(error) => tracing::error!(%error, "credential store unreadable; reconnect abandoned"),
+        }
+    }
+
+    /// Starts a client: pairing when `store` is `None`, logging in with it otherwise.
+    async fn start(&mut self, store: Option<Vec<u8>>, login: Option<LoginMethod>, history_days: Option<u16>) {
+        let Some(instance) = self.load_instance().await else {
+            self.fail_waiting("instance not found").await;
+            return;
+        };
+        self.settings = instance.settings.clone();
+        let proxy = match &instance.proxy {
+            Some(proxy) => {
+                let password = proxy.password.as_ref().map(|p| self.ctx.keys.open(Purpose::ProxyPassword, p));
+                match password.transpose() {
+                    Ok(password) => Some((proxy.clone(), password)),
+                    Err(error) => {
+                        tracing::error!(%error, "proxy password unreadable");
+                        self.fail_waiting("proxy password unreadable").await;
+                        return;
+                    }
+                }
+            }
+            None => None,
+        };
+        let pairing = store.is_none();
+        let spec = StartSpec {
+            instance: self.instance.clone(),
+            store,
+            proxy,
+            history_days,
+            skip_history: instance.settings.disable_history_sync && history_days.is_none(),
+        };
+        match self.ctx.factory.start(spec).await {
+            Ok((client, events)) => {
+                self.client = Some(client);
+                self.events = Some(events);
+                self.login = login.clone();
+                self.phase = if pairing { Phase::Pairing } else { Phase::LoggingIn };
+                let budget = if pairing { self.ctx.config.qr_budget } else { self.ctx.config.reconnect_budget };
+                self.give_up_at = Some(Instant::now() + budget);
+                self.transition(InstanceState::Connecting, StateChange::Connecting).await;
+                if let Some(LoginMethod::PairingCode { phone }) = login {
+                    self.request_pairing_code(phone.as_str()).await;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "client did not start");
+                self.fail_waiting(&error.to_string()).await;
+                self.transition(InstanceState::Disconnected, StateChange::Disconnected { reason: error.to_string() })
+                    .await;
+            }
+        }
+    }
+
+    async fn request_pairing_code(&mut self, phone: &str) {
+        let Some(client) = &self.client else { return };
+        match client.request_pairing_code(phone).await {
+            Ok(code) => self.on_code(ConnectOutcome::PairingCode { code }).await,
+            Err(error) => {
+                tracing::warn!(%error, "no pairing code");
+                self.fail_waiting("pairing code refused").await;
+            }
+        }
+    }
+
+    async fn on_client_event(&mut self, event: ClientEvent) {
+        match event {
+            ClientEvent::QrCode { code } => {
+                // A pairing-code login shows no QR: the code it was given stays the answer.
+                if !matches!(self.login, Some(LoginMethod::PairingCode { .. })) {
+                    self.on_code(ConnectOutcome::QrCode { code }).await;
+                }
+            }
+            ClientEvent::PairingCode { code } => self.on_code(ConnectOutcome::PairingCode { code }).await,
+            ClientEvent::QrCodesExhausted => self.give_up("QR code not scanned in time").await,
+            ClientEvent::PairSuccess { jid, business_name } => {
+                self.phase = Phase::LoggingIn;
+                self.code = None;
+                self.number_jid = Some(user_jid(&jid));
+                self.profile.business_name = business_name.filter(|b| !b.is_empty());
+                self.profile.is_business = self.profile.business_name.is_some();
+                self.give_up_at = Some(Instant::now() + self.ctx.config.reconnect_budget);
+                self.persist().await;
+            }
+            ClientEvent::Connected { jid, push_name } => self.on_connected(jid, push_name).await,
+            ClientEvent::Disconnected { reason } => {
+                if self.phase == Phase::Connected {
+                    tracing::info!(%reason, "socket dropped; the client retries");
+                    self.phase = Phase::Reconnecting;
+                    self.give_up_at = Some(Instant::now() + self.ctx.config.reconnect_budget);
+                    self.transition(InstanceState::Connecting, StateChange::Connecting).await;
+                }
+            }
+            ClientEvent::LoggedOut { reason } => {
+                self.end(InstanceState::LoggedOut, StateChange::LoggedOut { reason }, true).await;
+            }
+            ClientEvent::AccountLocked { reason } => {
+                tracing::warn!(%reason, "account locked");
+                self.end(InstanceState::Banned, StateChange::Banned, true).await;
+            }
+            ClientEvent::TemporaryBan { reason, expires_at } => {
+                self.end(InstanceState::Banned, StateChange::TempBanned { reason, expires_at }, false).await;
+            }
+            ClientEvent::StreamReplaced => {
+                // Another connection of this device took over; fighting it would evict both forever.
+                let reason = "replaced by another connection of this device".to_owned();
+                self.end(InstanceState::Disconnected, StateChange::Disconnected { reason }, false).await;
+            }
+            ClientEvent::Stopped => {
+                self.events = None;
+                if self.phase != Phase::Idle {
+                    let reason = "session ended".to_owned();
+                    self.end(InstanceState::Disconnected, StateChange::Disconnected { reason }, false).await;
+                }
+            }
+            ClientEvent::ConnectFailed { reason } => {
+                // A caller waiting for a first code learns now rather than at the QR budget's end:
+                // the client would retry a refused proxy forever.
+                if self.phase == Phase::Pairing && self.code.is_none() {
+                    tracing::warn!(%reason, "whatsapp socket not opened; giving up the login");
+                    self.end(InstanceState::Disconnected, StateChange::Disconnected { reason }, false).await;
+                }
+            }
+            ClientEvent::StoreChanged => {
+                if self.phase.is_paired() && self.persist_at.is_none() {
+                    self.persist_at = Some(Instant::now() + self.ctx.config.persist_debounce);
+                }
+            }
+            ClientEvent::IncomingCall(call) => self.on_call(call).await,
+            ClientEvent::Message(message) => self.on_message(message).await,
+        }
+    }
+
+    async fn on_code(&mut self, code: ConnectOutcome) {
+        let change = match &code {
+            ConnectOutcome::QrCode { code } => StateChange::QrReady { qr_code: code.clone() },
+            ConnectOutcome::PairingCode { code } => StateChange::PairingCodeReady { pairing_code: code.clone() },
+            ConnectOutcome::Failed { .. } => return,
+        };
+        self.code = Some(code.clone());
+        for request in std::mem::take(&mut self.waiting) {
+            self.answer(&request, code.clone()).await;
+        }
+        self.publish(&change).await;
+    }
+
+    async fn on_connected(&mut self, jid: Option<String>, push_name: Option<String>) {
+        self.phase = Phase::Connected;
+        self.give_up_at = None;
+        self.code = None;
+        self.fail_waiting("already connected").await;
+        if let Some(jid) = jid {
+            self.number_jid = Some(user_jid(&jid));
+        }
+        if push_name.is_some() {
+            self.profile.name = push_name;
+        }
+        let presence = if self.settings.keep_online_status {
+            self.set_presence(true).await
+        } else {
+            PresenceStatus::Unavailable
+        };
+        let change = StateChange::Connected {
+            number_jid: self.number_jid.clone().unwrap_or_default(),
+            profile: self.profile.clone(),
+        };
+        self.write_state(InstanceState::Connected, presence).await;
+        self.publish(&change).await;
+        self.persist().await;
+    }
+
+    async fn on_timer(&mut self) {
+        let now = Instant::now();
+        if self.persist_at.is_some_and(|at| at <= now) {
+            self.persist().await;
+        }
+        if self.give_up_at.is_some_and(|at| at <= now) {
+            let reason = match self.phase {
+                Phase::Pairing => "QR code not scanned in time",
+                _ => "could not reconnect",
+            };
+            self.give_up(reason).await;
+        }
+    }
+
+    async fn give_up(&mut self, reason: &str) {
+        tracing::info!(reason, phase = ?self.phase, "session gave up");
+        let change = StateChange::Disconnected { reason: reason.to_owned() };
+        self.end(InstanceState::Disconnected, change, false).await;
+    }
+
+    /// Ends the session in `state`: stops the client, answers waiting connect calls, wipes the
+    /// credential store when `wipe` (the device is no longer linked) or saves it otherwise.
+    async fn end(&mut self, state: InstanceState, change: StateChange, wipe: bool) {
+        if !wipe {
+            self.persist().await;
+        }
+        if let Some(client) = self.client.take() {
+            client.stop().await;
+        }
+        self.events = None;
+        self.phase = Phase::Idle;
+        self.give_up_at = None;
+        self.persist_at = None;
+        self.code = None;
+        self.fail_waiting(&format!("session ended: {}", state_name(state))).await;
+        if wipe {
+            self.wipe_store().await;
+            self.number_jid = None;
+            self.profile = Profile::default();
+        }
+        self.transition(state, change).await;
+    }
+
+    async fn logout(&mut self) {
+        if let Some(client) = self.client.take() {
+            client.logout().await;
+        }
+        self.events = None;
+        self.phase = Phase::Idle;
+        self.give_up_at = None;
+        self.persist_at = None;
+        self.fail_waiting("logged out").await;
+        self.wipe_store().await;
+        // The control plane may have recorded the logout already; one transition, one event.
+        let recorded = self.load_instance().await.is_some_and(|i| i.connection.state == InstanceState::LoggedOut);
+        if !recorded {
+            self.number_jid = None;
+            self.profile = Profile::default();
+            let change = StateChange::LoggedOut { reason: "logout requested through the API".into() };
+            self.transition(InstanceState::LoggedOut, change).await;
+        }
+    }
+
+    async fn delete(&mut self) {
+        if let Some(client) = self.client.take() {
+            client.logout().await;
+        }
+        self.events = None;
+        self.phase = Phase::Idle;
+        self.give_up_at = None;
+        self.persist_at = None;
+        self.fail_waiting("instance deleted").await;
+        self.wipe_store().await;
+    }
+
+    async fn apply_settings(&mut self, settings: Settings) {
+        let presence_changed = settings.keep_online_status != self.settings.keep_online_status;
+        self.settings = settings;
+        if self.phase == Phase::Connected && presence_changed {
+            let presence = self.set_presence(self.settings.keep_online_status).await;
+            self.write_state(InstanceState::Connected, presence).await;
+        }
+    }
+
+    async fn set_presence(&self, available: bool) -> PresenceStatus {
+        let Some(client) = &self.client else { return PresenceStatus::Unavailable };
+        match client.set_presence(available).await {
+            Ok(()) if available => PresenceStatus::Available,
+            Ok(()) => PresenceStatus::Unavailable,
+            Err(error) => {
+                tracing::warn!(%error, available, "presence not sent");
+                PresenceStatus::Unavailable
+            }
+        }
+    }
+
+    async fn on_call(&self, call: CallOffer) {
+        let Some(client) = &self.client else { return };
+        if !self.settings.auto_reject_calls {
+            return;
+        }
+        if let Err(error) = client.reject_call(&call).await {
+            tracing::warn!(%error, "call not rejected");
+            return;
+        }
+        if !self.settings.call_reject_message.is_empty()
+            && let Err(error) = client.send_text(&call.from, &self.settings.call_reject_message).await
+        {
+            tracing::warn!(%error, "call reject message not sent");
+        }
+    }
+
+    async fn on_message(&self, message: IncomingMessage) {
+        let Some(client) = &self.client else { return };
+        let ignored = message.from_me
+            || (message.is_group && self.settings.ignore_group_messages)
+            || (message.is_status && self.settings.ignore_status);
+        if ignored || !self.settings.auto_read_messages {
+            return;
+        }
+        if let Err(error) = client.mark_read(&message).await {
+            tracing::warn!(%error, "message not marked read");
+        }
+    }
+
+    async fn stop_for_shutdown(&mut self) {
+        if self.phase == Phase::Idle {
+            return;
+        }
+        let change = StateChange::Disconnected { reason: "session host stopped".into() };
+        self.end(InstanceState::Disconnected, change, false).await;
+    }
+
+    /// Saves the credential store, if the session has one worth saving.
+    async fn persist(&mut self) {
+        self.persist_at = None;
+        let Some(client) = &self.client else { return };
+        if !self.phase.is_paired() {
+            return;
+        }
+        match client.snapshot().await {
+            Ok(bytes) => {
+                if let Err(error) = self.ctx.ports.blobs.put(&self.store_key(), bytes).await {
+                    tracing::error!(%error, "credential store not saved");
+                }
+            }
+            Err(error) => tracing::error!(%error, "credential store not readable"),
+        }
+    }
+
+    async fn wipe_store(&self) {
+        if let Err(error) = self.ctx.ports.blobs.delete(&self.store_key()).await {
+            tracing::error!(%error, "credential store not deleted");
+        }
+    }
+
+    fn store_key(&self) -> BlobKey {
+        BlobKey::session_store(&self.instance)
+    }
+
+    async fn load_instance(&self) -> Option<Arc<ryze_core::domain::Instance>> {
+        match self.ctx.ports.registry.instance(&self.instance).await {
+            Ok(instance) => instance,
+            Err(error) => {
+                tracing::error!(%error, "instance unreadable");
+                None
+            }
+        }
+    }
+
+    async fn answer(&self, request: &ConnectRequestId, outcome: ConnectOutcome) {
+        if let Err(error) = self.ctx.ports.registry.answer_connect_request(request, outcome).await {
+            tracing::error!(%error, "connect request not answered");
+        }
+    }
+
+    async fn fail_waiting(&mut self, reason: &str) {
+        for request in std::mem::take(&mut self.waiting) {
+            self.answer(&request, failed(reason)).await;
+        }
+    }
+
+    /// Records a new state and publishes its event: one transition, one event.
+    async fn transition(&mut self, state: InstanceState, change: StateChange) {
+        self.write_state(state, PresenceStatus::Unavailable).await;
+        self.publish(&change).await;
+    }
+
+    async fn write_state(&self, state: InstanceState, presence_status: PresenceStatus) {
+        let connection = Connection {
+            state,
+            number_jid: self.number_jid.clone().filter(|_| state != InstanceState::LoggedOut),
+            presence_status,
+            display_status: None,
+        };
+        let change = InstanceChange::Session { connection, profile: self.profile.clone() };
+        match self.ctx.ports.registry.update_instance(&self.instance, change, Utc::now()).await {
+            Ok(_) | Err(ryze_core::Error::InstanceNotFound) => {}
+            Err(error) => tracing::error!(%error, ?state, "state not recorded"),
+        }
+    }
+
+    async fn publish(&self, change: &StateChange) {
+        let event = Event::state(self.instance.clone(), change, Utc::now());
+        if let Err(error) = self.ctx.ports.events.send(&event).await {
+            tracing::error!(%error, "event not published");
+        }
+    }
+}
+
+fn failed(reason: &str) -> ConnectOutcome {
+    ConnectOutcome::Failed { reason: reason.to_owned() }
+}
+
+fn state_name(state: InstanceState) -> &'static str {
+    match state {
+        InstanceState::Disconnected => "disconnected",
+        InstanceState::Connecting => "connecting",
+        InstanceState::Connected => "connected",
+        InstanceState::LoggedOut => "loggedout",
+        InstanceState::Banned => "banned",
+    }
+}
+
+/// `5511999999999:12@s.whatsapp.net` (a device) → `5511999999999@s.whatsapp.net` (the number).
+pub(crate) fn user_jid(jid: &str) -> String {
+    match jid.split_once('@') {
+        Some((user, server)) => {
+            let user = user.split(':').next().unwrap_or(user);
+            format!("{user}@{server}")
+        }
+        None => jid.to_owned(),
+    }
+}
+
+/// The next client event; a client that has stopped reporting says `Stopped` once, then nothing.
+/// Cancel safe: `recv` is.
+async fn next_event(events: &mut Option<mpsc::UnboundedReceiver<ClientEvent>>) -> ClientEvent {
+    match events {
+        Some(receiver) => match receiver.recv().await {
+            Some(event) => event,
+            None => {
+                *events = None;
+                ClientEvent::Stopped
+            }
+        },
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_jids_become_number_jids() {
+        assert_eq!(user_jid("5511999999999:12@s.whatsapp.net"), "5511999999999@s.whatsapp.net");
+        assert_eq!(user_jid("5511999999999@s.whatsapp.net"), "5511999999999@s.whatsapp.net");
+        assert_eq!(user_jid("odd"), "odd");
+    }
+}
