@@ -49,23 +49,42 @@ pub struct IncomingMessage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientEvent {
     /// A QR code to show; a new one replaces the last (WhatsApp rotates them).
-    QrCode { code: String },
+    QrCode {
+        code: String,
+    },
     /// No QR code left to show; the client has stopped.
     QrCodesExhausted,
     /// The 8-character code to type on the phone.
-    PairingCode { code: String },
+    PairingCode {
+        code: String,
+    },
     /// The phone accepted the device; the login follows.
-    PairSuccess { jid: String, business_name: Option<String> },
+    PairSuccess {
+        jid: String,
+        business_name: Option<String>,
+    },
     /// Logged in and ready.
-    Connected { jid: Option<String>, push_name: Option<String> },
+    Connected {
+        jid: Option<String>,
+        push_name: Option<String>,
+    },
     /// The socket dropped; the client is retrying.
-    Disconnected { reason: String },
+    Disconnected {
+        reason: String,
+    },
     /// The device was unlinked (logged out on the phone, removed, or 401/516).
-    LoggedOut { reason: String },
+    LoggedOut {
+        reason: String,
+    },
     /// The account is locked (403).
-    AccountLocked { reason: String },
+    AccountLocked {
+        reason: String,
+    },
     /// The account is banned for a while (402).
-    TemporaryBan { reason: String, expires_at: Option<DateTime<Utc>> },
+    TemporaryBan {
+        reason: String,
+        expires_at: Option<DateTime<Utc>>,
+    },
     /// Another connection of this device took over.
     StreamReplaced,
     IncomingCall(CallOffer),
@@ -73,7 +92,9 @@ pub enum ClientEvent {
     /// The credential store changed and should be saved soon.
     StoreChanged,
     /// The socket could not be opened (proxy refused, server unreachable); the client retries.
-    ConnectFailed { reason: String },
+    ConnectFailed {
+        reason: String,
+    },
     /// The client's run loop ended.
     Stopped,
 }
@@ -86,7 +107,9 @@ pub trait ClientFactory: Send + Sync + 'static {
     fn start(
         &self,
         spec: StartSpec,
-    ) -> impl Future<Output = Result<(Self::Client, tokio::sync::mpsc::UnboundedReceiver<ClientEvent>), HostError>> + Send;
+    ) -> impl Future<
+        Output = Result<(Self::Client, tokio::sync::mpsc::UnboundedReceiver<ClientEvent>), HostError>,
+    > + Send;
 }
 
 /// A running client.

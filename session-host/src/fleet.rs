@@ -83,10 +83,9 @@ impl<F: ClientFactory> SessionHost<F> {
             }
         }
         sessions_stop.cancel();
-        let drained = tokio::time::timeout(DRAIN_BUDGET, async {
-            while self.tasks.join_next().await.is_some() {}
-        })
-        .await;
+        let drained =
+            tokio::time::timeout(DRAIN_BUDGET, async { while self.tasks.join_next().await.is_some() {} })
+                .await;
         if drained.is_err() {
             tracing::warn!(left = self.tasks.len(), "sessions still stopping at the deadline; aborted");
             self.tasks.abort_all();
@@ -134,10 +133,15 @@ impl<F: ClientFactory> SessionHost<F> {
         }
     }
 
-    async fn on_finished(&mut self, done: Result<Finished, tokio::task::JoinError>, stop: &CancellationToken) {
+    async fn on_finished(
+        &mut self,
+        done: Result<Finished, tokio::task::JoinError>,
+        stop: &CancellationToken,
+    ) {
         match done {
             Ok(finished) => {
-                if self.sessions.get(&finished.instance).is_some_and(|s| s.generation == finished.generation) {
+                if self.sessions.get(&finished.instance).is_some_and(|s| s.generation == finished.generation)
+                {
                     self.sessions.remove(&finished.instance);
                 }
                 for command in finished.leftovers {

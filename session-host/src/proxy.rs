@@ -100,7 +100,8 @@ async fn http_connect<S: AsyncRead + AsyncWrite + Unpin>(
         let byte = stream.read_u8().await.map_err(io_error)?;
         head.push(byte);
     }
-    let status_line = String::from_utf8_lossy(head.split(|b| *b == b'\r').next().unwrap_or_default()).into_owned();
+    let status_line =
+        String::from_utf8_lossy(head.split(|b| *b == b'\r').next().unwrap_or_default()).into_owned();
     let status = status_line.split_whitespace().nth(1).and_then(|s| s.parse::<u16>().ok());
     match status {
         Some(200..=299) => Ok(()),
@@ -147,7 +148,9 @@ async fn socks5_connect<S: AsyncRead + AsyncWrite + Unpin>(
                 return Err(HostError::Proxy("proxy authentication failed (SOCKS5)".into()));
             }
         }
-        0xff => return Err(HostError::Proxy("proxy authentication failed (SOCKS5: no acceptable method)".into())),
+        0xff => {
+            return Err(HostError::Proxy("proxy authentication failed (SOCKS5: no acceptable method)".into()));
+        }
         other => return Err(HostError::Proxy(format!("SOCKS5 proxy chose an unsupported method {other}"))),
     }
 

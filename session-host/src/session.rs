@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use ryze_core::domain::{
-    ConnectOutcome, ConnectRequestId, Connection, Event, InstanceChange, InstanceId, InstanceState, LoginMethod,
-    PresenceStatus, Profile, SessionCommand, Settings, StateChange,
+    ConnectOutcome, ConnectRequestId, Connection, Event, InstanceChange, InstanceId, InstanceState,
+    LoginMethod, PresenceStatus, Profile, SessionCommand, Settings, StateChange,
 };
 use ryze_core::ports::BlobKey;
 use ryze_core::secrets::Purpose;
@@ -193,7 +193,14 @@ impl<F: ClientFactory> Session<F> {
             self.fail_waiting("instance not found").await;
             return;
         };
+        let pairing = store.is_none();
         self.settings = instance.settings.clone();
+        // A login resumes the linked number and profile; a pairing may link another number.
+        (self.number_jid, self.profile) = if pairing {
+            (None, Profile::default())
+        } else {
+            (instance.connection.number_jid.clone(), instance.profile.clone())
+        };
         let proxy = match &instance.proxy {
             Some(proxy) => {
                 let password = proxy.password.as_ref().map(|p| self.ctx.keys.open(Purpose::ProxyPassword, p));
@@ -208,7 +215,6 @@ impl<F: ClientFactory> Session<F> {
             }
             None => None,
         };
-        let pairing = store.is_none();
         let spec = StartSpec {
             instance: self.instance.clone(),
             store,
@@ -222,7 +228,8 @@ impl<F: ClientFactory> Session<F> {
                 self.events = Some(events);
                 self.login = login.clone();
                 self.phase = if pairing { Phase::Pairing } else { Phase::LoggingIn };
-                let budget = if pairing { self.ctx.config.qr_budget } else { self.ctx.config.reconnect_budget };
+                let budget =
+                    if pairing { self.ctx.config.qr_budget } else { self.ctx.config.reconnect_budget };
                 self.give_up_at = Some(Instant::now() + budget);
                 self.transition(InstanceState::Connecting, StateChange::Connecting).await;
                 if let Some(LoginMethod::PairingCode { phone }) = login {
@@ -232,8 +239,11 @@ impl<F: ClientFactory> Session<F> {
             Err(error) => {
                 tracing::warn!(%error, "client did not start");
                 self.fail_waiting(&error.to_string()).await;
-                self.transition(InstanceState::Disconnected, StateChange::Disconnected { reason: error.to_string() })
-                    .await;
+                self.transition(
+                    InstanceState::Disconnected,
+                    StateChange::Disconnected { reason: error.to_string() },
+                )
+                .await;
             }
         }
     }
@@ -320,7 +330,9 @@ impl<F: ClientFactory> Session<F> {
     async fn on_code(&mut self, code: ConnectOutcome) {
         let change = match &code {
             ConnectOutcome::QrCode { code } => StateChange::QrReady { qr_code: code.clone() },
-            ConnectOutcome::PairingCode { code } => StateChange::PairingCodeReady { pairing_code: code.clone() },
+            ConnectOutcome::PairingCode { code } => {
+                StateChange::PairingCodeReady { pairing_code: code.clone() }
+            }
             ConnectOutcome::Failed { .. } => return,
         };
         self.code = Some(code.clone());
@@ -409,7 +421,8 @@ impl<F: ClientFactory> Session<F> {
         self.fail_waiting("logged out").await;
         self.wipe_store().await;
         // The control plane may have recorded the logout already; one transition, one event.
-        let recorded = self.load_instance().await.is_some_and(|i| i.connection.state == InstanceState::LoggedOut);
+        let recorded =
+            self.load_instance().await.is_some_and(|i| i.connection.state == InstanceState::LoggedOut);
         if !recorded {
             self.number_jid = None;
             self.profile = Profile::default();

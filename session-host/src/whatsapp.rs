@@ -17,12 +17,13 @@ use whatsapp_rust::http::{HttpClient, HttpRequest, HttpResponse};
 use whatsapp_rust::pair_code::PairCodeOptions;
 use whatsapp_rust::store::SqliteStore;
 use whatsapp_rust::transport::{
-    TokioWebSocketTransportFactory, Transport, TransportEvent, TransportFactory, default_tls_connector, from_websocket,
+    TokioWebSocketTransportFactory, Transport, TransportEvent, TransportFactory, default_tls_connector,
+    from_websocket,
 };
 use whatsapp_rust::types::events::{ConnectFailureReason, Event, EventHandler};
-use whatsapp_rust::wacore::types::call::CallAction;
 use whatsapp_rust::wacore::store::DevicePropsOverride;
 use whatsapp_rust::wacore::store::device::default_history_sync_config;
+use whatsapp_rust::wacore::types::call::CallAction;
 use whatsapp_rust::waproto::whatsapp as wa;
 use whatsapp_rust::{Client, Jid, TokioRuntime};
 
@@ -59,7 +60,10 @@ pub struct WhatsAppClient {
 impl ClientFactory for WhatsAppFactory {
     type Client = WhatsAppClient;
 
-    async fn start(&self, spec: StartSpec) -> Result<(WhatsAppClient, mpsc::UnboundedReceiver<ClientEvent>), HostError> {
+    async fn start(
+        &self,
+        spec: StartSpec,
+    ) -> Result<(WhatsAppClient, mpsc::UnboundedReceiver<ClientEvent>), HostError> {
         tokio::fs::create_dir_all(&self.work_dir).await.map_err(client_error)?;
         let store_path = self.work_dir.join(format!("{}.db", spec.instance));
         remove_store_files(&store_path).await;
@@ -103,10 +107,16 @@ impl ClientFactory for WhatsAppFactory {
         }
         let bot = builder.build().await.map_err(client_error)?;
         let client = bot.client();
-        let subscription = client.subscribe_handler(Arc::new(Forwarder { events, client: Arc::downgrade(&client) }));
+        let subscription =
+            client.subscribe_handler(Arc::new(Forwarder { events, client: Arc::downgrade(&client) }));
         let handle = bot.spawn();
         Ok((
-            WhatsAppClient { client, handle: Mutex::new(Some(handle)), store_path, _subscription: subscription },
+            WhatsAppClient {
+                client,
+                handle: Mutex::new(Some(handle)),
+                store_path,
+                _subscription: subscription,
+            },
             receiver,
         ))
     }
@@ -216,10 +226,14 @@ struct SocketFactory {
 impl TransportFactory for SocketFactory {
     async fn create_transport(
         &self,
-    ) -> Result<(Arc<dyn Transport>, whatsapp_rust::async_channel::Receiver<TransportEvent>), whatsapp_rust::anyhow::Error>
-    {
+    ) -> Result<
+        (Arc<dyn Transport>, whatsapp_rust::async_channel::Receiver<TransportEvent>),
+        whatsapp_rust::anyhow::Error,
+    > {
         let opened = match &self.proxy {
-            None => TokioWebSocketTransportFactory::new().with_url(self.url.as_str()).create_transport().await,
+            None => {
+                TokioWebSocketTransportFactory::new().with_url(self.url.as_str()).create_transport().await
+            }
             Some(proxy) => self.through_proxy(proxy).await,
         };
         if let Err(error) = &opened {
@@ -234,10 +248,13 @@ impl SocketFactory {
     async fn through_proxy(
         &self,
         proxy: &ProxySpec,
-    ) -> Result<(Arc<dyn Transport>, whatsapp_rust::async_channel::Receiver<TransportEvent>), whatsapp_rust::anyhow::Error>
-    {
+    ) -> Result<
+        (Arc<dyn Transport>, whatsapp_rust::async_channel::Receiver<TransportEvent>),
+        whatsapp_rust::anyhow::Error,
+    > {
         let uri: http::Uri = self.url.as_str().parse()?;
-        let host = uri.host().ok_or_else(|| whatsapp_rust::anyhow::anyhow!("no host in {}", self.url.as_str()))?;
+        let host =
+            uri.host().ok_or_else(|| whatsapp_rust::anyhow::anyhow!("no host in {}", self.url.as_str()))?;
         let secure = uri.scheme_str() == Some("wss");
         let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
         let tls = default_tls_connector();
@@ -288,7 +305,9 @@ impl Forwarder {
                     push_name: client.map(|c| c.push_name()).filter(|name| !name.is_empty()),
                 }
             }
-            Event::Disconnected(dropped) => ClientEvent::Disconnected { reason: format!("{:?}", dropped.reason) },
+            Event::Disconnected(dropped) => {
+                ClientEvent::Disconnected { reason: format!("{:?}", dropped.reason) }
+            }
             Event::LoggedOut(out) => match out.reason {
                 ConnectFailureReason::AccountLocked => {
                     ClientEvent::AccountLocked { reason: "account locked by WhatsApp".into() }
@@ -330,9 +349,10 @@ impl Forwarder {
                 translated.push(ClientEvent::StoreChanged);
                 return translated;
             }
-            Event::Receipt(_) | Event::PushNameUpdate(_) | Event::SelfPushNameUpdated(_) | Event::IdentityChange(_) => {
-                ClientEvent::StoreChanged
-            }
+            Event::Receipt(_)
+            | Event::PushNameUpdate(_)
+            | Event::SelfPushNameUpdated(_)
+            | Event::IdentityChange(_) => ClientEvent::StoreChanged,
             _ => return Vec::new(),
         };
         vec![one]

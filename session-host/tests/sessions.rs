@@ -1,0 +1,488 @@
+//! The session host against a scripted client behind the seam: commands in through the command
+//! queue, states, events, connect answers and credential stores out through the ports.
+
+// The scripted client and the harness are test code: a failed step should panic right there.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use ryze_core::adapters::embedded;
+use ryze_core::domain::{
+    AccountId, ConnectOutcome, ConnectRequest, ConnectRequestId, Connection, Event, Instance, InstanceId,
+    InstanceName, InstanceState, LoginMethod, PhoneNumber, Profile, SessionCommand, Settings,
+    WebsocketConfig,
+};
+use ryze_core::ports::{BlobKey, Ports};
+use ryze_core::secrets::{Keyring, MasterKey, Purpose};
+use ryze_session_host::client::{
+    CallOffer, ClientEvent, ClientFactory, IncomingMessage, SessionClient, StartSpec,
+};
+use ryze_session_host::{HostConfig, HostError, SessionHost, WhatsAppUrl};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// What the scripted client was asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Call {
+    PairingCode(String),
+    Presence(bool),
+    Reject(String),
+    SendText(String, String),
+    MarkRead(String),
+    Logout,
+    Stop,
+}
+
+/// One started client: the spec it got, the sender that plays its events, and its call log.
+struct Started {
+    spec: StartSpec,
+    events: mpsc::UnboundedSender<ClientEvent>,
+    calls: Arc<Mutex<Vec<Call>>>,
+}
+
+struct ScriptedFactory {
+    started: mpsc::UnboundedSender<Started>,
+}
+
+struct ScriptedClient {
+    calls: Arc<Mutex<Vec<Call>>>,
+}
+
+impl ScriptedClient {
+    fn log(&self, call: Call) {
+        self.calls.lock().unwrap().push(call);
+    }
+}
+
+impl ClientFactory for ScriptedFactory {
+    type Client = ScriptedClient;
+
+    async fn start(
+        &self,
+        spec: StartSpec,
+    ) -> Result<(ScriptedClient, mpsc::UnboundedReceiver<ClientEvent>), HostError> {
+        let (events, receiver) = mpsc::unbounded_channel();
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        self.started.send(Started { spec, events, calls: calls.clone() }).unwrap();
+        Ok((ScriptedClient { calls }, receiver))
+    }
+}
+
+impl SessionClient for ScriptedClient {
+    async fn request_pairing_code(&self, phone: &str) -> Result<String, HostError> {
+        self.log(Call::PairingCode(phone.to_owned()));
+        Ok("ABCD1234".into())
+    }
+    async fn set_presence(&self, available: bool) -> Result<(), HostError> {
+        self.log(Call::Presence(available));
+        Ok(())
+    }
+    async fn reject_call(&self, call: &CallOffer) -> Result<(), HostError> {
+        self.log(Call::Reject(call.call_id.clone()));
+        Ok(())
+    }
+    async fn send_text(&self, to: &str, text: &str) -> Result<(), HostError> {
+        self.log(Call::SendText(to.to_owned(), text.to_owned()));
+        Ok(())
+    }
+    async fn mark_read(&self, message: &IncomingMessage) -> Result<(), HostError> {
+        self.log(Call::MarkRead(message.id.clone()));
+        Ok(())
+    }
+    async fn snapshot(&self) -> Result<Vec<u8>, HostError> {
+        Ok(b"credential store".to_vec())
+    }
+    async fn logout(&self) {
+        self.log(Call::Logout);
+    }
+    async fn stop(&self) {
+        self.log(Call::Stop);
+    }
+}
+
+struct Harness {
+    ports: Ports,
+    instance: InstanceId,
+    started: mpsc::UnboundedReceiver<Started>,
+    shutdown: CancellationToken,
+    host: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+const WAIT: Duration = Duration::from_secs(5);
+
+impl Harness {
+    async fn new(adjust: impl FnOnce(&mut HostConfig)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let ports = embedded::open(dir.path()).unwrap();
+        let keys = Arc::new(Keyring::new(&MasterKey::generate()));
+        let instance = Instance {
+            id: InstanceId::generate(),
+            account_id: AccountId::generate(),
+            name: InstanceName::parse("sales").unwrap(),
+            token: keys.seal(Purpose::InstanceToken, "token"),
+            token_hash: keys.hash_token("token"),
+            revision: 1,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            connection: Connection::default(),
+            profile: Profile::default(),
+            settings: Settings::default(),
+            proxy: None,
+            s3: None,
+            webhooks: Vec::new(),
+            websocket: WebsocketConfig::default(),
+            chatwoot: None,
+        };
+        ports.registry.insert_instance(&instance, 10).await.unwrap();
+        let mut config =
+            HostConfig::new(WhatsAppUrl::parse("ws://127.0.0.1:1/ws/chat").unwrap(), dir.path().join("work"));
+        adjust(&mut config);
+        let (started_tx, started) = mpsc::unbounded_channel();
+        let host =
+            SessionHost::new(ports.clone(), keys.clone(), config, ScriptedFactory { started: started_tx });
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let host = tokio::spawn(async move { host.run(token).await.unwrap() });
+        Self { ports, instance: instance.id, started, shutdown, host, _dir: dir }
+    }
+
+    async fn send(&self, command: SessionCommand) {
+        self.ports.commands.send(&command).await.unwrap();
+    }
+
+    /// Sends a connect and returns its pending request's id.
+    async fn connect(&self, login: LoginMethod) -> ConnectRequestId {
+        let request = ConnectRequest {
+            id: ConnectRequestId::generate(),
+            instance: self.instance.clone(),
+            created_at: Utc::now(),
+            outcome: None,
+        };
+        self.ports.registry.put_connect_request(&request).await.unwrap();
+        self.send(SessionCommand::Connect {
+            instance: self.instance.clone(),
+            request: request.id.clone(),
+            login,
+            history_days: None,
+        })
+        .await;
+        request.id
+    }
+
+    async fn next_start(&mut self) -> Started {
+        tokio::time::timeout(WAIT, self.started.recv()).await.expect("a client starts within 5 s").unwrap()
+    }
+
+    async fn answer(&self, request: &ConnectRequestId) -> ConnectOutcome {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let current = self.ports.registry.connect_request(request).await.unwrap().unwrap();
+            if let Some(outcome) = current.outcome {
+                return outcome;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "connect request not answered within 5 s");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Waits for the next `instance.state` event and returns its `data.state`.
+    async fn next_state_event(&self) -> Event {
+        let deliveries = self.ports.events.receive(1, WAIT).await.unwrap();
+        deliveries.into_iter().next().expect("an event within 5 s").message
+    }
+
+    async fn expect_states(&self, states: &[&str]) -> Vec<Event> {
+        let mut events = Vec::new();
+        for state in states {
+            let event = self.next_state_event().await;
+            assert_eq!(event.data["state"], *state, "{:?}", event.data);
+            events.push(event);
+        }
+        events
+    }
+
+    async fn connection(&self) -> Connection {
+        self.ports.registry.instance(&self.instance).await.unwrap().unwrap().connection.clone()
+    }
+
+    async fn store(&self) -> Option<Vec<u8>> {
+        self.ports.blobs.get(&BlobKey::session_store(&self.instance)).await.unwrap()
+    }
+
+    async fn wait_for_state(&self, state: InstanceState) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while self.connection().await.state != state {
+            assert!(tokio::time::Instant::now() < deadline, "state {state:?} not reached within 5 s");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Stops the host; the data directory lives on in what is returned.
+    async fn stop(self) -> tempfile::TempDir {
+        self.shutdown.cancel();
+        tokio::time::timeout(WAIT, self.host).await.expect("the host stops within 5 s").unwrap();
+        self._dir
+    }
+}
+
+async fn pair(harness: &mut Harness) -> Started {
+    let request = harness.connect(LoginMethod::QrCode).await;
+    let client = harness.next_start().await;
+    client.events.send(ClientEvent::QrCode { code: "2@ref,noise,identity,adv".into() }).unwrap();
+    assert_eq!(
+        harness.answer(&request).await,
+        ConnectOutcome::QrCode { code: "2@ref,noise,identity,adv".into() }
+    );
+    client
+        .events
+        .send(ClientEvent::PairSuccess { jid: "5511999999999:7@s.whatsapp.net".into(), business_name: None })
+        .unwrap();
+    client
+        .events
+        .send(ClientEvent::Connected {
+            jid: Some("5511999999999:7@s.whatsapp.net".into()),
+            push_name: Some("Ana".into()),
+        })
+        .unwrap();
+    harness.expect_states(&["connecting", "qr_ready", "connected"]).await;
+    client
+}
+
+#[tokio::test]
+async fn a_qr_login_answers_the_connect_call_and_ends_connected() {
+    let mut harness = Harness::new(|_| {}).await;
+    let client = pair(&mut harness).await;
+    assert!(client.spec.store.is_none(), "a connect pairs a new device");
+    assert!(client.spec.skip_history, "disableHistorySync is on by default");
+    let connection = harness.connection().await;
+    assert_eq!(connection.state, InstanceState::Connected);
+    assert_eq!(connection.number_jid.as_deref(), Some("5511999999999@s.whatsapp.net"));
+    let profile = harness.ports.registry.instance(&harness.instance).await.unwrap().unwrap().profile.clone();
+    assert_eq!(profile.name.as_deref(), Some("Ana"));
+    assert_eq!(harness.store().await.as_deref(), Some(&b"credential store"[..]), "saved right after pairing");
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn a_second_connect_while_pairing_gets_the_current_code_and_no_second_client() {
+    let mut harness = Harness::new(|_| {}).await;
+    let first = harness.connect(LoginMethod::QrCode).await;
+    let client = harness.next_start().await;
+    let second = harness.connect(LoginMethod::QrCode).await;
+    client.events.send(ClientEvent::QrCode { code: "2@one".into() }).unwrap();
+    assert_eq!(harness.answer(&first).await, ConnectOutcome::QrCode { code: "2@one".into() });
+    assert_eq!(harness.answer(&second).await, ConnectOutcome::QrCode { code: "2@one".into() });
+    // WhatsApp rotates the QR: each rotation is published, and later callers get the newest.
+    client.events.send(ClientEvent::QrCode { code: "2@two".into() }).unwrap();
+    harness.expect_states(&["connecting", "qr_ready", "qr_ready"]).await;
+    let third = harness.connect(LoginMethod::QrCode).await;
+    assert_eq!(harness.answer(&third).await, ConnectOutcome::QrCode { code: "2@two".into() });
+    assert!(harness.started.try_recv().is_err(), "a second client was started");
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn a_pairing_code_login_asks_the_client_for_a_code() {
+    let mut harness = Harness::new(|_| {}).await;
+    let phone = PhoneNumber::parse("5511999999999").unwrap();
+    let request = harness.connect(LoginMethod::PairingCode { phone }).await;
+    let client = harness.next_start().await;
+    assert_eq!(harness.answer(&request).await, ConnectOutcome::PairingCode { code: "ABCD1234".into() });
+    assert_eq!(client.calls.lock().unwrap().as_slice(), [Call::PairingCode("5511999999999".into())]);
+    harness.expect_states(&["connecting", "pairing_code_ready"]).await;
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn an_unscanned_qr_ends_disconnected_and_fails_the_waiting_call() {
+    let mut harness = Harness::new(|config| config.qr_budget = Duration::from_millis(200)).await;
+    let request = harness.connect(LoginMethod::QrCode).await;
+    let client = harness.next_start().await;
+    assert!(matches!(harness.answer(&request).await, ConnectOutcome::Failed { .. }));
+    harness.expect_states(&["connecting", "disconnected"]).await;
+    assert_eq!(harness.connection().await.state, InstanceState::Disconnected);
+    assert!(client.calls.lock().unwrap().contains(&Call::Stop));
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn a_proxy_failure_fails_the_waiting_call_at_once() {
+    let mut harness = Harness::new(|_| {}).await;
+    let request = harness.connect(LoginMethod::QrCode).await;
+    let client = harness.next_start().await;
+    client
+        .events
+        .send(ClientEvent::ConnectFailed { reason: "proxy authentication failed (407)".into() })
+        .unwrap();
+    assert!(matches!(harness.answer(&request).await, ConnectOutcome::Failed { .. }));
+    let events = harness.expect_states(&["connecting", "disconnected"]).await;
+    assert_eq!(events[1].data["reason"], "proxy authentication failed (407)");
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn a_dropped_socket_is_connecting_while_retrying_and_disconnected_when_it_gives_up() {
+    let mut harness = Harness::new(|config| config.reconnect_budget = Duration::from_millis(300)).await;
+    let client = pair(&mut harness).await;
+    client.events.send(ClientEvent::Disconnected { reason: "read error".into() }).unwrap();
+    harness.expect_states(&["connecting"]).await;
+    assert_eq!(harness.connection().await.state, InstanceState::Connecting);
+    client.events.send(ClientEvent::Connected { jid: None, push_name: None }).unwrap();
+    harness.expect_states(&["connected"]).await;
+    client.events.send(ClientEvent::Disconnected { reason: "read error".into() }).unwrap();
+    harness.expect_states(&["connecting", "disconnected"]).await;
+    assert_eq!(harness.connection().await.state, InstanceState::Disconnected);
+    assert!(harness.store().await.is_some(), "a dropped session keeps its credentials");
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn failure_stanzas_give_their_states() {
+    let cases: [(ClientEvent, InstanceState, &str, bool); 5] = [
+        (
+            ClientEvent::LoggedOut { reason: "device removed".into() },
+            InstanceState::LoggedOut,
+            "logged_out",
+            false,
+        ),
+        (ClientEvent::AccountLocked { reason: "403".into() }, InstanceState::Banned, "banned", false),
+        (
+            ClientEvent::TemporaryBan { reason: "SentToTooManyPeople".into(), expires_at: Some(Utc::now()) },
+            InstanceState::Banned,
+            "temp_banned",
+            true,
+        ),
+        (ClientEvent::StreamReplaced, InstanceState::Disconnected, "disconnected", true),
+        (ClientEvent::Stopped, InstanceState::Disconnected, "disconnected", true),
+    ];
+    for (event, state, name, keeps_store) in cases {
+        let mut harness = Harness::new(|_| {}).await;
+        let client = pair(&mut harness).await;
+        client.events.send(event.clone()).unwrap();
+        let events = harness.expect_states(&[name]).await;
+        assert_eq!(harness.connection().await.state, state, "{event:?}");
+        assert_eq!(harness.store().await.is_some(), keeps_store, "{event:?}");
+        if name == "temp_banned" {
+            assert_eq!(events[0].data["reason"], "SentToTooManyPeople");
+            assert!(events[0].data["expiresAt"].is_string());
+        }
+        if state == InstanceState::LoggedOut {
+            assert_eq!(harness.connection().await.number_jid, None);
+        }
+        harness.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn settings_apply_to_a_live_session() {
+    let mut harness = Harness::new(|_| {}).await;
+    let client = pair(&mut harness).await;
+    let settings = Settings {
+        keep_online_status: true,
+        auto_reject_calls: true,
+        call_reject_message: "Busy, text me".into(),
+        auto_read_messages: true,
+        ignore_group_messages: true,
+        ..Settings::default()
+    };
+    harness.send(SessionCommand::ApplySettings { instance: harness.instance.clone(), settings }).await;
+    let call = CallOffer {
+        call_id: "C1".into(),
+        from: "5511888888888@s.whatsapp.net".into(),
+        creator: "5511888888888@s.whatsapp.net".into(),
+    };
+    let direct = IncomingMessage {
+        id: "M1".into(),
+        chat: "5511888888888@s.whatsapp.net".into(),
+        sender: "5511888888888@s.whatsapp.net".into(),
+        is_group: false,
+        is_status: false,
+        from_me: false,
+    };
+    let group =
+        IncomingMessage { id: "M2".into(), chat: "123@g.us".into(), is_group: true, ..direct.clone() };
+    // The settings command travels the queue: wait for its effect before playing the events.
+    harness.wait_for_presence().await;
+    client.events.send(ClientEvent::IncomingCall(call)).unwrap();
+    client.events.send(ClientEvent::Message(group)).unwrap();
+    client.events.send(ClientEvent::Message(direct)).unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let expected = [
+        Call::Presence(true),
+        Call::Reject("C1".into()),
+        Call::SendText("5511888888888@s.whatsapp.net".into(), "Busy, text me".into()),
+        Call::MarkRead("M1".into()),
+    ];
+    while client.calls.lock().unwrap().as_slice() != expected {
+        assert!(tokio::time::Instant::now() < deadline, "calls: {:?}", client.calls.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    harness.stop().await;
+}
+
+impl Harness {
+    async fn wait_for_presence(&self) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let connection = self.connection().await;
+            if connection.presence_status == ryze_core::domain::PresenceStatus::Available {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "presence not available within 5 s");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn logout_unlinks_wipes_and_records_one_transition() {
+    let mut harness = Harness::new(|_| {}).await;
+    let client = pair(&mut harness).await;
+    harness.send(SessionCommand::Logout { instance: harness.instance.clone() }).await;
+    harness.expect_states(&["logged_out"]).await;
+    assert_eq!(harness.connection().await.state, InstanceState::LoggedOut);
+    assert!(harness.store().await.is_none());
+    assert!(client.calls.lock().unwrap().contains(&Call::Logout));
+    assert!(harness.ports.events.receive(1, Duration::from_millis(100)).await.unwrap().is_empty());
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn reconnect_logs_in_with_the_saved_store() {
+    let mut harness = Harness::new(|_| {}).await;
+    let first = pair(&mut harness).await;
+    harness.stop_session(first).await;
+    harness.send(SessionCommand::Reconnect { instance: harness.instance.clone() }).await;
+    let second = harness.next_start().await;
+    assert_eq!(second.spec.store.as_deref(), Some(&b"credential store"[..]));
+    harness.expect_states(&["connecting"]).await;
+    second.events.send(ClientEvent::Connected { jid: None, push_name: None }).unwrap();
+    harness.expect_states(&["connected"]).await;
+    assert_eq!(harness.connection().await.number_jid.as_deref(), Some("5511999999999@s.whatsapp.net"));
+    harness.stop().await;
+}
+
+impl Harness {
+    /// Ends a session as a replaced stream would, keeping its store.
+    async fn stop_session(&self, client: Started) {
+        client.events.send(ClientEvent::StreamReplaced).unwrap();
+        self.expect_states(&["disconnected"]).await;
+        self.wait_for_state(InstanceState::Disconnected).await;
+    }
+}
+
+#[tokio::test]
+async fn a_host_stopping_saves_every_session_and_records_disconnected() {
+    let mut harness = Harness::new(|_| {}).await;
+    let client = pair(&mut harness).await;
+    harness.ports.blobs.delete(&BlobKey::session_store(&harness.instance)).await.unwrap();
+    let (ports, instance) = (harness.ports.clone(), harness.instance.clone());
+    let _dir = harness.stop().await;
+    let state = ports.registry.instance(&instance).await.unwrap().unwrap().connection.state;
+    assert_eq!(state, InstanceState::Disconnected);
+    assert!(client.calls.lock().unwrap().contains(&Call::Stop));
+    assert!(ports.blobs.exists(&BlobKey::session_store(&instance)).await.unwrap(), "saved on the way down");
+}
