@@ -17,9 +17,13 @@ use clap::{Args, Parser, Subcommand};
 use ryze_core::adapters::embedded;
 use ryze_core::clock::SystemClock;
 use ryze_core::domain::{AccountId, AccountLimits};
+use ryze_core::ports::Ports;
 use ryze_core::secrets::Keyring;
 use ryze_core::service::{ConnectPolicy, NewAccount, Services};
 use ryze_core::telemetry::{self, LogFormat};
+use ryze_session_host::whatsapp::WhatsAppFactory;
+use ryze_session_host::{self as session_host, HostConfig, SessionHost, WhatsAppUrl};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
 #[command(name = "ryze", version, about = "WhatsApp instance API: server and operator commands")]
@@ -60,6 +64,46 @@ struct ServeArgs {
     /// How long a connect call waits for the session host's code, in seconds.
     #[arg(long, env = "RYZE_CONNECT_WAIT_SECS", default_value_t = 60)]
     connect_wait_secs: u64,
+    #[command(flatten)]
+    host: HostArgs,
+}
+
+/// The in-process session host.
+#[derive(Args, Debug)]
+struct HostArgs {
+    /// WhatsApp's WebSocket address; `ws://` only to loopback (the tests' fake server).
+    #[arg(long, env = "RYZE_WHATSAPP_URL", default_value = session_host::config::WHATSAPP_URL)]
+    whatsapp_url: String,
+    /// The WhatsApp Web version announced, `2.3000.N`.
+    #[arg(long, env = "RYZE_WHATSAPP_WEB_VERSION", value_parser = parse_web_version)]
+    whatsapp_web_version: Option<(u32, u32, u32)>,
+    /// How long a QR login waits for a scan, in seconds.
+    #[arg(long, env = "RYZE_QR_BUDGET_SECS", default_value_t = 60)]
+    qr_budget_secs: u64,
+    /// Sessions this process holds at most.
+    #[arg(long, env = "RYZE_MAX_SESSIONS", default_value_t = 10_000)]
+    max_sessions: usize,
+}
+
+fn parse_web_version(text: &str) -> Result<(u32, u32, u32), String> {
+    let parts: Vec<u32> =
+        text.split('.').map(str::parse).collect::<Result<_, _>>().map_err(|e| format!("{e}"))?;
+    match parts.as_slice() {
+        [a, b, c] => Ok((*a, *b, *c)),
+        _ => Err("expected three numbers, like 2.3000.1026131876".into()),
+    }
+}
+
+impl HostArgs {
+    fn config(&self, data_dir: &Path) -> anyhow::Result<HostConfig> {
+        let url =
+            WhatsAppUrl::parse(&self.whatsapp_url).map_err(|e| anyhow::anyhow!("RYZE_WHATSAPP_URL: {e}"))?;
+        let mut config = HostConfig::new(url, data_dir.join("sessions"));
+        config.web_version = self.whatsapp_web_version.unwrap_or(config.web_version);
+        config.qr_budget = Duration::from_secs(self.qr_budget_secs);
+        config.max_sessions = self.max_sessions;
+        Ok(config)
+    }
 }
 
 #[derive(Args, Debug)]
@@ -120,10 +164,16 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-fn services(data_dir: &Path, connect: ConnectPolicy) -> anyhow::Result<Services> {
+/// The embedded store's ports and the deployment's keys.
+fn open_store(data_dir: &Path) -> anyhow::Result<(Ports, Keyring)> {
     let ports =
         embedded::open(data_dir).with_context(|| format!("opening the store in {}", data_dir.display()))?;
     let keys = Keyring::new(&embedded::master_key(data_dir).context("reading the sealing key")?);
+    Ok((ports, keys))
+}
+
+fn services(data_dir: &Path, connect: ConnectPolicy) -> anyhow::Result<Services> {
+    let (ports, keys) = open_store(data_dir)?;
     Ok(Services::new(ports, keys, Arc::new(SystemClock), connect))
 }
 
@@ -134,14 +184,34 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     lock.try_lock()
         .map_err(|_| anyhow::anyhow!("{} is in use by another `ryze serve`", args.data.data_dir.display()))?;
 
+    let host_config = args.host.config(&args.data.data_dir)?;
+    let (ports, keys) = open_store(&args.data.data_dir)?;
     let connect =
         ConnectPolicy { wait: Duration::from_secs(args.connect_wait_secs), ..ConnectPolicy::default() };
-    let app = ryze_functions::router(ryze_functions::AppState::new(services(&args.data.data_dir, connect)?));
+    let services = Services::new(ports.clone(), keys.clone(), Arc::new(SystemClock), connect);
+    let app = ryze_functions::router(ryze_functions::AppState::new(services));
+    let factory = WhatsAppFactory::new(
+        host_config.whatsapp_url.clone(),
+        host_config.web_version,
+        host_config.work_dir.clone(),
+    );
+    let host = SessionHost::new(ports, Arc::new(keys), host_config, factory);
+
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(listen = %listener.local_addr()?, data_dir = %args.data.data_dir.display(), "serving");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    // One stop for both: a signal ends the API's intake and the sessions (each saves its store).
+    let stop = CancellationToken::new();
+    let host = tokio::spawn(host.run(stop.clone()));
+    let api = axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
+    let signals = async {
+        shutdown_signal().await;
+        stop.cancel();
+    };
+    let (served, ()) = tokio::join!(api.into_future(), signals);
+    served?;
+    host.await??;
     tracing::info!("stopped");
     Ok(())
 }

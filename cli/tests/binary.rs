@@ -27,6 +27,9 @@ impl Server {
             .env("RYZE_LISTEN", "127.0.0.1:0")
             .env("RYZE_LOG_FORMAT", "json")
             .env("RYZE_CONNECT_WAIT_SECS", "1")
+            // Nothing listens there: the in-process session host must not reach out (and a test
+            // build, which skips WhatsApp's certificate check, accepts only loopback).
+            .env("RYZE_WHATSAPP_URL", "ws://127.0.0.1:9/ws/chat")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -149,7 +149,9 @@ async fn socks5_connect<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
         0xff => {
-            return Err(HostError::Proxy("proxy authentication failed (SOCKS5: no acceptable method)".into()));
+            return Err(HostError::Proxy(
+                "proxy authentication failed (SOCKS5: no acceptable method)".into(),
+            ));
         }
         other => return Err(HostError::Proxy(format!("SOCKS5 proxy chose an unsupported method {other}"))),
     }

@@ -105,6 +105,14 @@ impl InstanceService {
         let instance = self.target(caller, name).await?;
         let settings = patch.apply(instance.settings.clone())?;
         let updated = self.change(&instance, InstanceChange::Settings(settings)).await?;
+        // A live session applies them at once; without one they take effect at the next start.
+        let command = SessionCommand::ApplySettings {
+            instance: instance.id.clone(),
+            settings: updated.settings.clone(),
+        };
+        if let Err(error) = self.ports.commands.send(&command).await {
+            tracing::warn!(instance = %instance.id, %error, "settings stored but not sent to the session host");
+        }
         Ok(updated.settings.clone())
     }
 

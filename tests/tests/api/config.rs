@@ -32,6 +32,12 @@ async fn settings_start_at_the_defaults_and_take_partial_updates() {
     expected["callRejectMessage"] = json!("Call me later");
     assert_eq!(updated.json["settings"], expected);
     assert_eq!(app.get("/api/instance/getSettings/s", &token).await.json["settings"], expected);
+    // The change goes to a live session too, whole.
+    let commands = app.queued_commands().await;
+    let [ryze_core::domain::SessionCommand::ApplySettings { settings, .. }] = commands.as_slice() else {
+        panic!("{commands:?}")
+    };
+    assert_eq!(serde_json::to_value(settings).unwrap(), expected);
 }
 
 #[tokio::test]
