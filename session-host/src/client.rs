@@ -68,6 +68,10 @@ pub enum ClientEvent {
         jid: Option<String>,
         push_name: Option<String>,
     },
+    /// The account's own display name became known or changed.
+    PushName {
+        name: String,
+    },
     /// The socket dropped; the client is retrying.
     Disconnected {
         reason: String,

@@ -21,6 +21,9 @@ use tokio_util::sync::CancellationToken;
 use crate::client::{CallOffer, ClientEvent, ClientFactory, IncomingMessage, SessionClient, StartSpec};
 use crate::fleet::HostContext;
 
+/// How long after the client learns the account's name its own `available` has surely gone out.
+const PRESENCE_SETTLE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Commands waiting for one actor; a full mailbox makes the fleet wait, never grow.
 pub(crate) const MAILBOX: usize = 32;
 
@@ -75,6 +78,8 @@ pub(crate) struct Session<F: ClientFactory> {
     give_up_at: Option<Instant>,
     /// When the credential store is next saved.
     persist_at: Option<Instant>,
+    /// When the presence is next set from the settings.
+    presence_at: Option<Instant>,
 }
 
 impl<F: ClientFactory> Session<F> {
@@ -102,13 +107,14 @@ impl<F: ClientFactory> Session<F> {
             profile: Profile::default(),
             give_up_at: None,
             persist_at: None,
+            presence_at: None,
         }
     }
 
     #[tracing::instrument(name = "session", skip_all, fields(instance = %self.instance))]
     pub(crate) async fn run(mut self) -> Finished {
         loop {
-            let wake_at = [self.give_up_at, self.persist_at].into_iter().flatten().min();
+            let wake_at = [self.give_up_at, self.persist_at, self.presence_at].into_iter().flatten().min();
             tokio::select! {
                 command = self.commands.recv() => match command {
                     Some(command) => self.apply(command).await,
@@ -317,6 +323,14 @@ impl<F: ClientFactory> Session<F> {
                     self.end(InstanceState::Disconnected, StateChange::Disconnected { reason }, false).await;
                 }
             }
+            ClientEvent::PushName { name } => {
+                self.profile.name = Some(name).filter(|n| !n.is_empty());
+                // whatsapp-rust announces `available` by itself once it learns the name, from a task
+                // it spawns after this event: set the presence the settings ask for a moment later.
+                if self.phase == Phase::Connected {
+                    self.presence_at = Some(Instant::now() + PRESENCE_SETTLE);
+                }
+            }
             ClientEvent::StoreChanged => {
                 if self.phase.is_paired() && self.persist_at.is_none() {
                     self.persist_at = Some(Instant::now() + self.ctx.config.persist_debounce);
@@ -353,11 +367,7 @@ impl<F: ClientFactory> Session<F> {
         if push_name.is_some() {
             self.profile.name = push_name;
         }
-        let presence = if self.settings.keep_online_status {
-            self.set_presence(true).await
-        } else {
-            PresenceStatus::Unavailable
-        };
+        let presence = self.apply_presence().await;
         let change = StateChange::Connected {
             number_jid: self.number_jid.clone().unwrap_or_default(),
             profile: self.profile.clone(),
@@ -369,6 +379,13 @@ impl<F: ClientFactory> Session<F> {
 
     async fn on_timer(&mut self) {
         let now = Instant::now();
+        if self.presence_at.is_some_and(|at| at <= now) {
+            self.presence_at = None;
+            if self.phase == Phase::Connected {
+                let presence = self.apply_presence().await;
+                self.write_state(InstanceState::Connected, presence).await;
+            }
+        }
         if self.persist_at.is_some_and(|at| at <= now) {
             self.persist().await;
         }
@@ -400,6 +417,7 @@ impl<F: ClientFactory> Session<F> {
         self.phase = Phase::Idle;
         self.give_up_at = None;
         self.persist_at = None;
+        self.presence_at = None;
         self.code = None;
         self.fail_waiting(&format!("session ended: {}", state_name(state))).await;
         if wipe {
@@ -418,6 +436,7 @@ impl<F: ClientFactory> Session<F> {
         self.phase = Phase::Idle;
         self.give_up_at = None;
         self.persist_at = None;
+        self.presence_at = None;
         self.fail_waiting("logged out").await;
         self.wipe_store().await;
         // The control plane may have recorded the logout already; one transition, one event.
@@ -439,6 +458,7 @@ impl<F: ClientFactory> Session<F> {
         self.phase = Phase::Idle;
         self.give_up_at = None;
         self.persist_at = None;
+        self.presence_at = None;
         self.fail_waiting("instance deleted").await;
         self.wipe_store().await;
     }
@@ -447,18 +467,23 @@ impl<F: ClientFactory> Session<F> {
         let presence_changed = settings.keep_online_status != self.settings.keep_online_status;
         self.settings = settings;
         if self.phase == Phase::Connected && presence_changed {
-            let presence = self.set_presence(self.settings.keep_online_status).await;
+            let presence = self.apply_presence().await;
             self.write_state(InstanceState::Connected, presence).await;
         }
     }
 
-    async fn set_presence(&self, available: bool) -> PresenceStatus {
+    /// Sends the presence the settings ask for: `available` with keepOnlineStatus, `unavailable`
+    /// otherwise (a device that stays available keeps the phone from notifying its owner).
+    async fn apply_presence(&self) -> PresenceStatus {
+        let available = self.settings.keep_online_status;
         let Some(client) = &self.client else { return PresenceStatus::Unavailable };
         match client.set_presence(available).await {
             Ok(()) if available => PresenceStatus::Available,
             Ok(()) => PresenceStatus::Unavailable,
             Err(error) => {
-                tracing::warn!(%error, available, "presence not sent");
+                // WhatsApp takes no presence before the account's name is known; it is sent again
+                // when the name arrives.
+                tracing::debug!(%error, available, "presence not sent yet");
                 PresenceStatus::Unavailable
             }
         }

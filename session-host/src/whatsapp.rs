@@ -349,10 +349,10 @@ impl Forwarder {
                 translated.push(ClientEvent::StoreChanged);
                 return translated;
             }
-            Event::Receipt(_)
-            | Event::PushNameUpdate(_)
-            | Event::SelfPushNameUpdated(_)
-            | Event::IdentityChange(_) => ClientEvent::StoreChanged,
+            Event::SelfPushNameUpdated(update) => ClientEvent::PushName { name: update.new_name.clone() },
+            Event::Receipt(_) | Event::PushNameUpdate(_) | Event::IdentityChange(_) => {
+                ClientEvent::StoreChanged
+            }
             _ => return Vec::new(),
         };
         vec![one]

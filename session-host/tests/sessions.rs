@@ -411,6 +411,8 @@ async fn settings_apply_to_a_live_session() {
     client.events.send(ClientEvent::Message(direct)).unwrap();
     let deadline = tokio::time::Instant::now() + WAIT;
     let expected = [
+        // Connected with keepOnlineStatus off: the session says so.
+        Call::Presence(false),
         Call::Presence(true),
         Call::Reject("C1".into()),
         Call::SendText("5511888888888@s.whatsapp.net".into(), "Busy, text me".into()),
@@ -485,4 +487,20 @@ async fn a_host_stopping_saves_every_session_and_records_disconnected() {
     assert_eq!(state, InstanceState::Disconnected);
     assert!(client.calls.lock().unwrap().contains(&Call::Stop));
     assert!(ports.blobs.exists(&BlobKey::session_store(&instance)).await.unwrap(), "saved on the way down");
+}
+
+#[tokio::test]
+async fn the_presence_is_set_again_after_the_client_learns_the_name() {
+    let mut harness = Harness::new(|_| {}).await;
+    let client = pair(&mut harness).await;
+    // whatsapp-rust announces `available` by itself when the name arrives; the session corrects it.
+    client.events.send(ClientEvent::PushName { name: "Ana Maria".into() }).unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while client.calls.lock().unwrap().as_slice() != [Call::Presence(false), Call::Presence(false)] {
+        assert!(tokio::time::Instant::now() < deadline, "calls: {:?}", client.calls.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let instance = harness.ports.registry.instance(&harness.instance).await.unwrap().unwrap();
+    assert_eq!(instance.profile.name.as_deref(), Some("Ana Maria"));
+    harness.stop().await;
 }

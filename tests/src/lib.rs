@@ -6,6 +6,9 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod contract;
+pub mod fake_whatsapp;
+pub mod proxies;
+pub mod system;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +37,8 @@ pub struct TestApp {
     pub router: Router,
     pub services: Services,
     pub ports: Ports,
+    /// The deployment's keys, for a session host beside the app.
+    pub keys: Arc<Keyring>,
     pub clock: Arc<ManualClock>,
     /// Holds the data directory alive; `reopen` builds a new app on the same one.
     pub dir: Arc<TempDir>,
@@ -88,13 +93,27 @@ impl TestApp {
     }
 
     fn build(dir: Arc<TempDir>, adapt: impl FnOnce(Ports) -> Ports) -> Self {
+        Self::build_with_wait(dir, adapt, TEST_CONNECT_WAIT)
+    }
+
+    /// An app on `dir` whose connect calls wait `connect_wait` for a session host.
+    pub fn with_connect_wait(dir: Arc<TempDir>, connect_wait: Duration) -> Self {
+        Self::build_with_wait(dir, |ports| ports, connect_wait)
+    }
+
+    fn build_with_wait(
+        dir: Arc<TempDir>,
+        adapt: impl FnOnce(Ports) -> Ports,
+        connect_wait: Duration,
+    ) -> Self {
         let ports = adapt(embedded::open(dir.path()).expect("embedded store opens"));
         let keys = Keyring::new(&embedded::master_key(dir.path()).expect("key"));
         let clock = Arc::new(ManualClock::at(Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()));
-        let policy = ConnectPolicy { wait: TEST_CONNECT_WAIT, poll_interval: Duration::from_millis(5) };
+        let policy = ConnectPolicy { wait: connect_wait, poll_interval: Duration::from_millis(5) };
+        let keys_for_host = keys.clone();
         let services = Services::new(ports.clone(), keys, clock.clone(), policy);
         let router = ryze_functions::router(AppState::new(services.clone()));
-        Self { router, services, ports, clock, dir }
+        Self { router, services, ports, keys: Arc::new(keys_for_host), clock, dir }
     }
 
     pub async fn account(&self) -> TestAccount {

@@ -1,0 +1,64 @@
+//! The all-in-one system for end-to-end tests: the API router and a session host on the same
+//! embedded store, as `ryze serve` wires them, with the session host's WhatsApp socket pointed at
+//! a fake WhatsApp server. It can be restarted on the same data directory.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ryze_session_host::whatsapp::WhatsAppFactory;
+use ryze_session_host::{HostConfig, SessionHost, WhatsAppUrl};
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::TestApp;
+use crate::fake_whatsapp::FakeWhatsApp;
+
+/// How long connect calls wait for the session host in end-to-end tests.
+pub const E2E_CONNECT_WAIT: Duration = Duration::from_secs(15);
+
+pub struct TestSystem {
+    pub app: TestApp,
+    stop: CancellationToken,
+    host: JoinHandle<()>,
+}
+
+impl TestSystem {
+    /// A system on a new data directory, its WhatsApp socket on `fake`.
+    pub fn start(fake: &FakeWhatsApp, adjust: impl FnOnce(&mut HostConfig)) -> Self {
+        Self::on(Arc::new(tempfile::tempdir().expect("temp dir")), fake, adjust)
+    }
+
+    fn on(dir: Arc<TempDir>, fake: &FakeWhatsApp, adjust: impl FnOnce(&mut HostConfig)) -> Self {
+        let app = TestApp::with_connect_wait(dir.clone(), E2E_CONNECT_WAIT);
+        let url = WhatsAppUrl::parse(&fake.url()).expect("the fake server is on loopback");
+        let mut config = HostConfig::new(url, dir.path().join("sessions"));
+        config.persist_debounce = Duration::from_millis(200);
+        adjust(&mut config);
+        let factory =
+            WhatsAppFactory::new(config.whatsapp_url.clone(), config.web_version, config.work_dir.clone());
+        let host = SessionHost::new(app.ports.clone(), app.keys.clone(), config, factory);
+        let stop = CancellationToken::new();
+        let host = tokio::spawn({
+            let stop = stop.clone();
+            async move { host.run(stop).await.expect("the session host runs") }
+        });
+        Self { app, stop, host }
+    }
+
+    /// Stops the host as a SIGTERM would (sessions save their stores) and starts a new process on
+    /// the same data directory.
+    pub async fn restart(self, fake: &FakeWhatsApp, adjust: impl FnOnce(&mut HostConfig)) -> Self {
+        let dir = self.app.dir.clone();
+        self.stop().await;
+        Self::on(dir, fake, adjust)
+    }
+
+    pub async fn stop(self) {
+        self.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.host)
+            .await
+            .expect("the host stops")
+            .expect("no panic");
+    }
+}

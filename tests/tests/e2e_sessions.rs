@@ -1,0 +1,355 @@
+//! End to end over HTTP: the API and the session host in one process (as `ryze serve`), a real
+//! whatsapp-rust client per instance, and the fake WhatsApp server playing WhatsApp and the phone.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use base64::Engine;
+use ryze_core::domain::AccountLimits;
+use ryze_session_host::HostConfig;
+use ryze_tests::fake_whatsapp::FakeWhatsApp;
+use ryze_tests::proxies::{Kind, TestProxy};
+use ryze_tests::system::TestSystem;
+use ryze_tests::{TestAccount, TestApp};
+use serde_json::{Value, json};
+
+const PHONE: &str = "5511999999999";
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn defaults(_: &mut HostConfig) {}
+
+async fn account(app: &TestApp) -> TestAccount {
+    app.account_with(AccountLimits {
+        instance_quota: 100,
+        requests_per_minute: 100_000,
+        creates_per_minute: 1000,
+    })
+    .await
+}
+
+/// Polls `list` until the instance's state is `state`; returns the item.
+async fn wait_for_state(app: &TestApp, token: &str, name: &str, state: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let list = app.get(&format!("/api/instance/list?instanceName={name}"), token).await;
+        let item = list.json["instances"][0].clone();
+        if item["connection"]["state"] == state {
+            return item;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} never reached {state}: {}",
+            item["connection"]
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every `instance.state` event so far, as its `data.state`, without repeated QR rotations.
+async fn states_so_far(app: &TestApp) -> Vec<String> {
+    let events = app.ports.events.receive(1000, Duration::from_millis(50)).await.expect("events");
+    let mut states: Vec<String> =
+        events.iter().map(|d| d.message.data["state"].as_str().unwrap_or_default().to_owned()).collect();
+    states.dedup_by(|a, b| a == "qr_ready" && b == "qr_ready");
+    states
+}
+
+/// Waits until WhatsApp's last presence from `PHONE` and the instance's `presenceStatus` are both
+/// `presence`.
+async fn wait_for_presence(fake: &FakeWhatsApp, app: &TestApp, token: &str, name: &str, presence: &str) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let sent = fake.presences(PHONE);
+        let list = app.get(&format!("/api/instance/list?instanceName={name}"), token).await;
+        let shown = list.json["instances"][0]["connection"]["presenceStatus"].clone();
+        if sent.last().map(String::as_str) == Some(presence) && shown == presence {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "presence {presence}: sent {sent:?}, shown {shown}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn decode_qr(data_url: &str) -> String {
+    let png_bytes = base64::engine::general_purpose::STANDARD
+        .decode(data_url.strip_prefix("data:image/png;base64,").expect("a PNG data URL"))
+        .expect("base64");
+    let mut reader = png::Decoder::new(std::io::Cursor::new(png_bytes)).read_info().expect("a PNG");
+    let mut pixels = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut pixels).expect("a frame");
+    let (width, height) = (info.width as usize, info.height as usize);
+    let mut image = rqrr::PreparedImage::prepare_from_greyscale(width, height, |x, y| pixels[y * width + x]);
+    image.detect_grids()[0].decode().expect("a QR code").1
+}
+
+/// Creates `name`, connects it by QR, and plays the phone scanning it; returns the QR string.
+async fn link_by_qr(
+    system: &TestSystem,
+    fake: &FakeWhatsApp,
+    token: &str,
+    name: &str,
+    phone: &str,
+) -> String {
+    let app = &system.app;
+    let connect = app.get(&format!("/api/instance/connect/{name}"), token).await;
+    assert_eq!(connect.status, StatusCode::OK, "{}", connect.text);
+    let qr = connect.json["qrCode"].as_str().expect("qrCode").to_owned();
+    fake.scan_qr(&qr, phone).await.expect("the phone scans");
+    wait_for_state(app, token, name, "connected").await;
+    qr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_qr_login_end_to_end() {
+    let fake = FakeWhatsApp::start().await;
+    let system = TestSystem::start(&fake, defaults);
+    let app = &system.app;
+    let account = account(app).await;
+    app.create(&account.token, json!({"name": "sales"})).await;
+
+    let connect = app.get("/api/instance/connect/sales", &account.token).await;
+    assert_eq!(connect.status, StatusCode::OK, "{}", connect.text);
+    assert_eq!(connect.json["status"], "qr");
+    let qr = connect.json["qrCode"].as_str().expect("qrCode").to_owned();
+    assert!(qr.starts_with("2@"), "a WhatsApp QR string: {qr}");
+    assert_eq!(decode_qr(connect.json["qrCodeBase64"].as_str().unwrap()), qr, "the PNG is the QR string");
+    assert_eq!(
+        wait_for_state(app, &account.token, "sales", "connecting").await["connection"]["numberJid"],
+        Value::Null
+    );
+
+    fake.scan_qr(&qr, PHONE).await.expect("the phone scans");
+    let item = wait_for_state(app, &account.token, "sales", "connected").await;
+    assert_eq!(item["connection"]["numberJid"], format!("{PHONE}@s.whatsapp.net"));
+    assert_eq!(states_so_far(app).await, ["connecting", "qr_ready", "connected"]);
+    system.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pairing_code_login_end_to_end() {
+    let fake = FakeWhatsApp::start().await;
+    let system = TestSystem::start(&fake, defaults);
+    let app = &system.app;
+    let account = account(app).await;
+    app.create(&account.token, json!({"name": "code"})).await;
+    let connect = app.get(&format!("/api/instance/connect/code?number={PHONE}"), &account.token).await;
+    assert_eq!(connect.status, StatusCode::OK, "{}", connect.text);
+    assert_eq!(connect.json["status"], "pairing_code");
+    let code = connect.json["pairingCode"].as_str().expect("pairingCode").to_owned();
+    assert_eq!(code.len(), 8, "{code}");
+    fake.enter_pairing_code(PHONE, &code).await.expect("the phone accepts the code");
+    let item = wait_for_state(app, &account.token, "code", "connected").await;
+    assert_eq!(item["connection"]["numberJid"], format!("{PHONE}@s.whatsapp.net"));
+    let states = states_so_far(app).await;
+    assert_eq!(states.first().map(String::as_str), Some("connecting"));
+    assert!(states.contains(&"pairing_code_ready".to_owned()), "{states:?}");
+    assert_eq!(states.last().map(String::as_str), Some("connected"));
+    system.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_then_reconnect_needs_no_qr() {
+    let fake = FakeWhatsApp::start().await;
+    let system = TestSystem::start(&fake, defaults);
+    let account = account(&system.app).await;
+    system.app.create(&account.token, json!({"name": "durable"})).await;
+    link_by_qr(&system, &fake, &account.token, "durable", PHONE).await;
+    assert_eq!(fake.logins(PHONE), 1);
+
+    let system = system.restart(&fake, defaults).await;
+    let app = &system.app;
+    wait_for_state(app, &account.token, "durable", "disconnected").await;
+    let reconnect = app.post("/api/instance/reconnect/durable", &account.token, json!({})).await;
+    assert_eq!(reconnect.status, StatusCode::OK, "{}", reconnect.text);
+    let item = wait_for_state(app, &account.token, "durable", "connected").await;
+    assert_eq!(item["connection"]["numberJid"], format!("{PHONE}@s.whatsapp.net"));
+    assert_eq!(fake.logins(PHONE), 2, "logged in again with the saved credentials");
+    let states = states_so_far(app).await;
+    assert!(!states.contains(&"qr_ready".to_owned()), "no QR on reconnect: {states:?}");
+    system.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_unlinks_and_the_next_connect_shows_a_fresh_qr() {
+    let fake = FakeWhatsApp::start().await;
+    let system = TestSystem::start(&fake, defaults);
+    let app = &system.app;
+    let account = account(app).await;
+    app.create(&account.token, json!({"name": "out"})).await;
+    let first_qr = link_by_qr(&system, &fake, &account.token, "out", PHONE).await;
+
+    let logout = app.delete("/api/instance/logout/out", &account.token).await;
+    assert_eq!(logout.status, StatusCode::OK, "{}", logout.text);
+    wait_for_state(app, &account.token, "out", "loggedout").await;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !fake.unlinked(PHONE) {
+        assert!(tokio::time::Instant::now() < deadline, "the device was not unlinked on WhatsApp");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let reconnect = app.post("/api/instance/reconnect/out", &account.token, json!({})).await;
+    assert_eq!(reconnect.status, StatusCode::BAD_REQUEST, "the credentials are gone");
+
+    let again = app.get("/api/instance/connect/out", &account.token).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    assert_ne!(again.json["qrCode"].as_str().unwrap(), first_qr, "a fresh QR");
+    system.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_failure_stanza_gives_its_state() {
+    let fake = FakeWhatsApp::start().await;
+    let system = TestSystem::start(&fake, defaults);
+    let app = &system.app;
+    let account = account(app).await;
+    let cases = [
+        ("removed", "loggedout", "logged_out"),
+        ("locked", "banned", "banned"),
+        ("tempban", "banned", "temp_banned"),
+        ("replaced", "disconnected", "disconnected"),
+    ];
+    for (n, (name, state, event)) in cases.into_iter().enumerate() {
+        let phone = format!("55119000000{n:02}");
+        app.create(&account.token, json!({"name": name})).await;
+        link_by_qr(&system, &fake, &account.token, name, &phone).await;
+        states_so_far(app).await;
+        match name {
+            "removed" => fake.logout(&phone).await,
+            "locked" => fake.ban(&phone).await,
+            "tempban" => fake.temp_ban(&phone, 101, 3600).await,
+            _ => fake.replace(&phone).await,
+        }
+        .expect("the stanza is sent");
+        wait_for_state(app, &account.token, name, state).await;
+        let states = states_so_far(app).await;
+        assert!(states.contains(&event.to_owned()), "{name}: {states:?}");
+    }
+    system.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_concurrent_connects_make_one_session() {
+    let fake = FakeWhatsApp::start().await;
+    let system = TestSystem::start(&fake, defaults);
+    let app = &system.app;
+    let account = account(app).await;
+    app.create(&account.token, json!({"name": "twice"})).await;
+    let (first, second) = tokio::join!(
+        app.get("/api/instance/connect/twice", &account.token),
+        app.get("/api/instance/connect/twice", &account.token),
+    );
+    assert_eq!(
+        (first.status, second.status),
+        (StatusCode::OK, StatusCode::OK),
+        "{} {}",
+        first.text,
+        second.text
+    );
+    assert_eq!(first.json["qrCode"], second.json["qrCode"], "the same session's code");
+    assert_eq!(fake.handshakes().len(), 1, "one socket to WhatsApp");
+    system.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whatsapp_unreachable_is_500_and_disconnected() {
+    let fake = FakeWhatsApp::start().await;
+    fake.refuse_connections(true);
+    let system = TestSystem::start(&fake, |config| config.qr_budget = Duration::from_secs(2));
+    let app = &system.app;
+    let account = account(app).await;
+    app.create(&account.token, json!({"name": "silent"})).await;
+    let connect = app.get("/api/instance/connect/silent", &account.token).await;
+    assert_eq!(connect.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", connect.text);
+    assert_eq!(connect.error_message(), "Failed to generate QR code");
+    wait_for_state(app, &account.token, "silent", "disconnected").await;
+    system.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_socket_goes_through_the_instances_proxy() {
+    let fake = FakeWhatsApp::start().await;
+    let system = TestSystem::start(&fake, defaults);
+    let app = &system.app;
+    let account = account(app).await;
+    for kind in [Kind::Http, Kind::Socks5] {
+        let proxy = TestProxy::start(kind, Some(("user", "secret")), None).await;
+        let protocol = if kind == Kind::Http { "http" } else { "socks5" };
+        let name = format!("via-{protocol}");
+        app.create(
+            &account.token,
+            json!({"name": name, "proxyEnabled": true, "proxyHost": "127.0.0.1",
+            "proxyPort": proxy.addr.port().to_string(), "proxyProtocol": protocol, "proxyUsername": "user",
+            "proxyPassword": "secret"}),
+        )
+        .await;
+        let connect = app.get(&format!("/api/instance/connect/{name}"), &account.token).await;
+        assert_eq!(connect.status, StatusCode::OK, "{protocol}: {}", connect.text);
+        assert!(proxy.tunnels() >= 1, "{protocol}: the socket bypassed the proxy");
+
+        let wrong = format!("wrong-{protocol}");
+        app.create(
+            &account.token,
+            json!({"name": wrong, "proxyEnabled": true, "proxyHost": "127.0.0.1",
+            "proxyPort": proxy.addr.port().to_string(), "proxyProtocol": protocol, "proxyUsername": "user",
+            "proxyPassword": "not-it"}),
+        )
+        .await;
+        let started = tokio::time::Instant::now();
+        let refused = app.get(&format!("/api/instance/connect/{wrong}"), &account.token).await;
+        assert_eq!(refused.status, StatusCode::INTERNAL_SERVER_ERROR, "{protocol}: {}", refused.text);
+        assert_eq!(refused.error_message(), "Failed to generate QR code");
+        assert!(started.elapsed() < Duration::from_secs(10), "a refused proxy fails fast");
+    }
+    system.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_and_settings_reach_the_session() {
+    let fake = FakeWhatsApp::start().await;
+    let system = TestSystem::start(&fake, defaults);
+    let app = &system.app;
+    let account = account(app).await;
+    app.create(&account.token, json!({"name": "hist"})).await;
+    let connect = app.get("/api/instance/connect/hist?history=7", &account.token).await;
+    assert_eq!(connect.status, StatusCode::OK, "{}", connect.text);
+    let qr = connect.json["qrCode"].as_str().expect("qrCode").to_owned();
+    fake.set_push_name(PHONE, "Ana");
+    fake.scan_qr(&qr, PHONE).await.expect("the phone scans");
+    wait_for_state(app, &account.token, "hist", "connected").await;
+    let registration = fake.registration(PHONE).expect("the device registered");
+    assert_eq!(registration.full_sync_days, Some(7), "{registration:?}");
+
+    // keepOnlineStatus is off: whatever the client announces by itself, the session settles on
+    // `unavailable`; switching it on sends `available` live, and off again `unavailable`.
+    wait_for_presence(&fake, app, &account.token, "hist", "unavailable").await;
+    for (keep_online, presence) in [(true, "available"), (false, "unavailable")] {
+        let body = json!({"keepOnlineStatus": keep_online});
+        let update = app.post("/api/instance/settings/hist", &account.token, body).await;
+        assert_eq!(update.status, StatusCode::OK);
+        wait_for_presence(&fake, app, &account.token, "hist", presence).await;
+    }
+    system.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unscanned_qr_ends_disconnected_and_a_new_connect_starts_over() {
+    let fake = FakeWhatsApp::start().await;
+    let system = TestSystem::start(&fake, |config| config.qr_budget = Duration::from_secs(1));
+    let app = &system.app;
+    let account = account(app).await;
+    app.create(&account.token, json!({"name": "ignored"})).await;
+    let first = app.get("/api/instance/connect/ignored", &account.token).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    wait_for_state(app, &account.token, "ignored", "disconnected").await;
+    let events = app.ports.events.receive(1000, Duration::from_millis(50)).await.expect("events");
+    let last = &events.last().expect("events").message.data;
+    assert_eq!(
+        (&last["state"], &last["reason"]),
+        (&json!("disconnected"), &json!("QR code not scanned in time"))
+    );
+
+    let second = app.get("/api/instance/connect/ignored", &account.token).await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.text);
+    assert_ne!(second.json["qrCode"], first.json["qrCode"], "a new session, a new QR");
+    assert_eq!(fake.handshakes().len(), 2);
+    system.stop().await;
+}
