@@ -83,6 +83,9 @@ struct HostArgs {
     /// Sessions this process holds at most.
     #[arg(long, env = "RYZE_MAX_SESSIONS", default_value_t = 10_000)]
     max_sessions: usize,
+    /// PEM file of extra trust roots for HTTPS proxies (a private CA).
+    #[arg(long, env = "RYZE_PROXY_CA_FILE")]
+    proxy_ca_file: Option<std::path::PathBuf>,
 }
 
 fn parse_web_version(text: &str) -> Result<(u32, u32, u32), String> {
@@ -102,6 +105,9 @@ impl HostArgs {
         config.web_version = self.whatsapp_web_version.unwrap_or(config.web_version);
         config.qr_budget = Duration::from_secs(self.qr_budget_secs);
         config.max_sessions = self.max_sessions;
+        if let Some(path) = &self.proxy_ca_file {
+            config.proxy_roots = session_host::config::read_pem_certificates(path)?;
+        }
         Ok(config)
     }
 }
@@ -190,11 +196,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ConnectPolicy { wait: Duration::from_secs(args.connect_wait_secs), ..ConnectPolicy::default() };
     let services = Services::new(ports.clone(), keys.clone(), Arc::new(SystemClock), connect);
     let app = ryze_functions::router(ryze_functions::AppState::new(services));
-    let factory = WhatsAppFactory::new(
-        host_config.whatsapp_url.clone(),
-        host_config.web_version,
-        host_config.work_dir.clone(),
-    );
+    let factory = WhatsAppFactory::new(&host_config)?;
     let host = SessionHost::new(ports, Arc::new(keys), host_config, factory);
 
     let listener = tokio::net::TcpListener::bind(args.listen)

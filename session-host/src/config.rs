@@ -3,6 +3,9 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
 use crate::HostError;
 
 /// WhatsApp Web's socket.
@@ -27,6 +30,9 @@ pub struct HostConfig {
     pub max_sessions: usize,
     /// Where running clients keep their working copy of the credential store.
     pub work_dir: std::path::PathBuf,
+    /// Trust roots for HTTPS proxies besides the web PKI's (a private CA), from
+    /// `RYZE_PROXY_CA_FILE`.
+    pub proxy_roots: Vec<CertificateDer<'static>>,
 }
 
 impl HostConfig {
@@ -39,8 +45,21 @@ impl HostConfig {
             persist_debounce: Duration::from_secs(3),
             max_sessions: 10_000,
             work_dir,
+            proxy_roots: Vec::new(),
         }
     }
+}
+
+/// Reads every certificate of a PEM file.
+pub fn read_pem_certificates(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, HostError> {
+    let certificates = CertificateDer::pem_file_iter(path)
+        .map_err(|e| HostError::Config(format!("cannot read {}: {e}", path.display())))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| HostError::Config(format!("bad PEM in {}: {e}", path.display())))?;
+    if certificates.is_empty() {
+        return Err(HostError::Config(format!("no certificate in {}", path.display())));
+    }
+    Ok(certificates)
 }
 
 /// A checked WhatsApp address: `wss://` anywhere, `ws://` only to loopback; and, in a build with

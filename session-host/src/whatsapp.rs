@@ -29,7 +29,7 @@ use whatsapp_rust::{Client, Jid, TokioRuntime};
 
 use crate::HostError;
 use crate::client::{CallOffer, ClientEvent, ClientFactory, IncomingMessage, SessionClient, StartSpec};
-use crate::config::WhatsAppUrl;
+use crate::config::{HostConfig, WhatsAppUrl};
 use crate::proxy::{ProxySpec, open_tunnel};
 
 /// How long a pairing-code request waits for the socket to be up.
@@ -40,11 +40,28 @@ pub struct WhatsAppFactory {
     url: WhatsAppUrl,
     web_version: (u32, u32, u32),
     work_dir: PathBuf,
+    /// TLS to HTTPS proxies: the web PKI's roots and the deployment's own.
+    proxy_tls: Arc<rustls::ClientConfig>,
 }
 
 impl WhatsAppFactory {
-    pub fn new(url: WhatsAppUrl, web_version: (u32, u32, u32), work_dir: PathBuf) -> Self {
-        Self { url, web_version, work_dir }
+    pub fn new(config: &HostConfig) -> Result<Self, HostError> {
+        let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+        for certificate in &config.proxy_roots {
+            roots.add(certificate.clone()).map_err(|e| HostError::Config(format!("proxy CA: {e}")))?;
+        }
+        let proxy_tls =
+            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| HostError::Config(e.to_string()))?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        Ok(Self {
+            url: config.whatsapp_url.clone(),
+            web_version: config.web_version,
+            work_dir: config.work_dir.clone(),
+            proxy_tls: Arc::new(proxy_tls),
+        })
     }
 }
 
@@ -85,6 +102,7 @@ impl ClientFactory for WhatsAppFactory {
                 username: proxy.username.clone(),
                 password: password.clone(),
             }),
+            proxy_tls: self.proxy_tls.clone(),
             failures: events.clone(),
         };
         let mut builder = Bot::builder()
@@ -219,6 +237,7 @@ impl HttpClient for NoHttp {
 struct SocketFactory {
     url: WhatsAppUrl,
     proxy: Option<ProxySpec>,
+    proxy_tls: Arc<rustls::ClientConfig>,
     failures: mpsc::UnboundedSender<ClientEvent>,
 }
 
@@ -257,8 +276,10 @@ impl SocketFactory {
             uri.host().ok_or_else(|| whatsapp_rust::anyhow::anyhow!("no host in {}", self.url.as_str()))?;
         let secure = uri.scheme_str() == Some("wss");
         let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+        let proxy_tls =
+            tokio_websockets::Connector::Rustls(tokio_rustls::TlsConnector::from(self.proxy_tls.clone()));
+        let tunnel = open_tunnel(proxy, host, port, &proxy_tls).await?;
         let tls = default_tls_connector();
-        let tunnel = open_tunnel(proxy, host, port, &tls).await?;
         let upgrade = tokio_websockets::ClientBuilder::from_uri(uri.clone()).add_header(
             http::header::ORIGIN,
             http::HeaderValue::from_static(whatsapp_rust::wacore::net::WHATSAPP_WEB_ORIGIN),

@@ -35,8 +35,7 @@ impl TestSystem {
         let mut config = HostConfig::new(url, dir.path().join("sessions"));
         config.persist_debounce = Duration::from_millis(200);
         adjust(&mut config);
-        let factory =
-            WhatsAppFactory::new(config.whatsapp_url.clone(), config.web_version, config.work_dir.clone());
+        let factory = WhatsAppFactory::new(&config).expect("the host configuration is valid");
         let host = SessionHost::new(app.ports.clone(), app.keys.clone(), config, factory);
         let stop = CancellationToken::new();
         let host = tokio::spawn({

@@ -8,7 +8,7 @@ use base64::Engine;
 use ryze_core::domain::AccountLimits;
 use ryze_session_host::HostConfig;
 use ryze_tests::fake_whatsapp::FakeWhatsApp;
-use ryze_tests::proxies::{Kind, TestProxy};
+use ryze_tests::proxies::{Kind, TestCertificate, TestProxy};
 use ryze_tests::system::TestSystem;
 use ryze_tests::{TestAccount, TestApp};
 use serde_json::{Value, json};
@@ -267,12 +267,17 @@ async fn whatsapp_unreachable_is_500_and_disconnected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_socket_goes_through_the_instances_proxy() {
     let fake = FakeWhatsApp::start().await;
-    let system = TestSystem::start(&fake, defaults);
+    let certificate = TestCertificate::generate();
+    let system = TestSystem::start(&fake, |config| config.proxy_roots = vec![certificate.der.clone()]);
     let app = &system.app;
     let account = account(app).await;
-    for kind in [Kind::Http, Kind::Socks5] {
-        let proxy = TestProxy::start(kind, Some(("user", "secret")), None).await;
-        let protocol = if kind == Kind::Http { "http" } else { "socks5" };
+    let proxies = [
+        (Kind::Http, "http", "5511977700001"),
+        (Kind::Https, "https", "5511977700002"),
+        (Kind::Socks5, "socks5", "5511977700003"),
+    ];
+    for (kind, protocol, phone) in proxies {
+        let proxy = TestProxy::start(kind, Some(("user", "secret")), Some(&certificate)).await;
         let name = format!("via-{protocol}");
         app.create(
             &account.token,
@@ -284,6 +289,9 @@ async fn the_socket_goes_through_the_instances_proxy() {
         let connect = app.get(&format!("/api/instance/connect/{name}"), &account.token).await;
         assert_eq!(connect.status, StatusCode::OK, "{protocol}: {}", connect.text);
         assert!(proxy.tunnels() >= 1, "{protocol}: the socket bypassed the proxy");
+        let qr = connect.json["qrCode"].as_str().expect("qrCode").to_owned();
+        fake.scan_qr(&qr, phone).await.expect("the phone scans");
+        wait_for_state(app, &account.token, &name, "connected").await;
 
         let wrong = format!("wrong-{protocol}");
         app.create(
@@ -298,6 +306,7 @@ async fn the_socket_goes_through_the_instances_proxy() {
         assert_eq!(refused.status, StatusCode::INTERNAL_SERVER_ERROR, "{protocol}: {}", refused.text);
         assert_eq!(refused.error_message(), "Failed to generate QR code");
         assert!(started.elapsed() < Duration::from_secs(10), "a refused proxy fails fast");
+        wait_for_state(app, &account.token, &wrong, "disconnected").await;
     }
     system.stop().await;
 }

@@ -133,8 +133,7 @@ async fn main() -> Result<(), BoxError> {
 
     let mut config = HostConfig::new(WhatsAppUrl::parse(&options.whatsapp)?, dir.path().join("sessions"));
     config.max_sessions = options.sessions + 1;
-    let factory =
-        WhatsAppFactory::new(config.whatsapp_url.clone(), config.web_version, config.work_dir.clone());
+    let factory = WhatsAppFactory::new(&config).expect("the host configuration is valid");
     let stop = CancellationToken::new();
     let host = tokio::spawn(SessionHost::new(ports, Arc::new(keys), config, factory).run(stop.clone()));
     let bench = Arc::new(Bench { services, caller, control: options.control });
