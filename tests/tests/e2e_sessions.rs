@@ -362,3 +362,63 @@ async fn an_unscanned_qr_ends_disconnected_and_a_new_connect_starts_over() {
     assert_eq!(fake.handshakes().len(), 2);
     system.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_socket_is_connecting_until_the_client_is_back() {
+    let fake = FakeWhatsApp::start().await;
+    let system = TestSystem::start(&fake, defaults);
+    let app = &system.app;
+    let account = account(app).await;
+    app.create(&account.token, json!({"name": "flaky"})).await;
+    link_by_qr(&system, &fake, &account.token, "flaky", PHONE).await;
+    states_so_far(app).await;
+
+    fake.drop_socket(PHONE).await.expect("the socket is dropped");
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let mut seen = Vec::new();
+    while seen.last().map(String::as_str) != Some("connected") {
+        assert!(tokio::time::Instant::now() < deadline, "not back: {seen:?}");
+        seen.extend(states_so_far(app).await);
+    }
+    assert_eq!(seen, ["connecting", "connected"]);
+    assert_eq!(fake.logins(PHONE), 2, "the client logged in again by itself, with no QR");
+    wait_for_state(app, &account.token, "flaky", "connected").await;
+    system.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_unlinks_a_live_device_and_removes_everything() {
+    let fake = FakeWhatsApp::start().await;
+    let system = TestSystem::start(&fake, defaults);
+    let app = &system.app;
+    let account = account(app).await;
+    let token = app.create(&account.token, json!({"name": "doomed"})).await;
+    link_by_qr(&system, &fake, &account.token, "doomed", PHONE).await;
+
+    let deleted = app.delete("/api/instance/delete/doomed", &account.token).await;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.text);
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !fake.unlinked(PHONE) {
+        assert!(tokio::time::Instant::now() < deadline, "the device was not unlinked on WhatsApp");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let list = app.get("/api/instance/list?instanceName=doomed", &account.token).await;
+    assert_eq!(list.status, StatusCode::NOT_FOUND);
+    assert_eq!(app.get("/api/instance/getSettings/doomed", &token).await.status, StatusCode::UNAUTHORIZED);
+    // Nothing of the session is left on disk either.
+    let mut left = Vec::new();
+    for dir in ["blobs/sessions", "sessions"] {
+        if let Ok(entries) = std::fs::read_dir(app.dir.path().join(dir)) {
+            left.extend(entries.flatten().map(|e| e.path()));
+        }
+    }
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while left
+        .iter()
+        .any(|path| path.exists() && std::fs::read_dir(path).map_or(true, |mut d| d.next().is_some()))
+    {
+        assert!(tokio::time::Instant::now() < deadline, "left behind: {left:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    system.stop().await;
+}
