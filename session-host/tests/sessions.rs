@@ -11,11 +11,10 @@ use chrono::Utc;
 use ryze_core::adapters::embedded;
 use ryze_core::domain::{
     AccountId, ConnectOutcome, ConnectRequest, ConnectRequestId, Connection, Event, Instance, InstanceId,
-    InstanceName, InstanceState, LoginMethod, PhoneNumber, Profile, SessionCommand, Settings,
-    WebsocketConfig,
+    InstanceName, InstanceState, LoginMethod, PhoneNumber, SessionCommand, Settings,
 };
 use ryze_core::ports::{BlobKey, Ports};
-use ryze_core::secrets::{Keyring, MasterKey, Purpose};
+use ryze_core::secrets::{Keyring, MasterKey};
 use ryze_session_host::client::{
     CallOffer, ClientEvent, ClientFactory, IncomingMessage, SessionClient, StartSpec,
 };
@@ -118,24 +117,8 @@ impl Harness {
         let dir = tempfile::tempdir().unwrap();
         let ports = embedded::open(dir.path()).unwrap();
         let keys = Arc::new(Keyring::new(&MasterKey::generate()));
-        let instance = Instance {
-            id: InstanceId::generate(),
-            account_id: AccountId::generate(),
-            name: InstanceName::parse("sales").unwrap(),
-            token: keys.seal(Purpose::InstanceToken, "token"),
-            token_hash: keys.hash_token("token"),
-            revision: 1,
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
-            connection: Connection::default(),
-            profile: Profile::default(),
-            settings: Settings::default(),
-            proxy: None,
-            s3: None,
-            webhooks: Vec::new(),
-            websocket: WebsocketConfig::default(),
-            chatwoot: None,
-        };
+        let name = InstanceName::parse("sales").unwrap();
+        let instance = Instance::new(AccountId::generate(), name, "token", &keys, Utc::now());
         ports.registry.insert_instance(&instance, 10).await.unwrap();
         let mut config =
             HostConfig::new(WhatsAppUrl::parse("ws://127.0.0.1:1/ws/chat").unwrap(), dir.path().join("work"));

@@ -8,10 +8,10 @@ use chrono::{TimeZone, Utc};
 use ryze_core::Error;
 use ryze_core::domain::{
     Account, AccountId, AccountLimits, ConnectOutcome, ConnectRequest, ConnectRequestId, Connection,
-    Instance, InstanceChange, InstanceId, InstanceName, InstanceState, Profile, Settings, WebsocketConfig,
+    Instance, InstanceChange, InstanceId, InstanceName, InstanceState, Profile, Settings,
 };
 use ryze_core::ports::{BlobKey, BlobStore, InstanceRegistry, Queue, TokenOwner};
-use ryze_core::secrets::{Keyring, MasterKey, Purpose, generate_token};
+use ryze_core::secrets::{Keyring, MasterKey, generate_token};
 
 fn keys() -> Keyring {
     Keyring::new(&MasterKey::generate())
@@ -28,26 +28,8 @@ fn account(keys: &Keyring) -> Account {
 }
 
 fn instance(keys: &Keyring, account: &AccountId, name: &str) -> Instance {
-    let token = generate_token();
     let at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
-    Instance {
-        id: InstanceId::generate(),
-        account_id: account.clone(),
-        name: InstanceName::parse(name).unwrap(),
-        token: keys.seal(Purpose::InstanceToken, &token),
-        token_hash: keys.hash_token(&token),
-        revision: 1,
-        created_at: at,
-        updated_at: at,
-        connection: Connection::default(),
-        profile: Profile::default(),
-        settings: Settings::default(),
-        proxy: None,
-        s3: None,
-        webhooks: Vec::new(),
-        websocket: WebsocketConfig::default(),
-        chatwoot: None,
-    }
+    Instance::new(account.clone(), InstanceName::parse(name).unwrap(), &generate_token(), keys, at)
 }
 
 /// The [`InstanceRegistry`] contract.

@@ -196,6 +196,22 @@ impl TestApp {
     }
 }
 
+/// Decodes a `data:image/png;base64,...` QR image back to the string it encodes.
+pub fn decode_qr_data_url(data_url: &str) -> String {
+    use base64::Engine;
+    let png_bytes = base64::engine::general_purpose::STANDARD
+        .decode(data_url.strip_prefix("data:image/png;base64,").expect("a PNG data URL"))
+        .expect("base64");
+    let mut reader = png::Decoder::new(std::io::Cursor::new(png_bytes)).read_info().expect("a PNG");
+    let mut pixels = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut pixels).expect("a frame");
+    let (width, height) = (info.width as usize, info.height as usize);
+    let mut image = rqrr::PreparedImage::prepare_from_greyscale(width, height, |x, y| pixels[y * width + x]);
+    let grids = image.detect_grids();
+    assert_eq!(grids.len(), 1, "exactly one QR code in the image");
+    grids[0].decode().expect("a QR code").1
+}
+
 impl Default for TestApp {
     fn default() -> Self {
         Self::new()

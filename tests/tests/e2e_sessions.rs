@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use base64::Engine;
 use ryze_core::domain::AccountLimits;
 use ryze_session_host::HostConfig;
 use ryze_tests::fake_whatsapp::FakeWhatsApp;
@@ -70,18 +69,6 @@ async fn wait_for_presence(fake: &FakeWhatsApp, app: &TestApp, token: &str, name
     }
 }
 
-fn decode_qr(data_url: &str) -> String {
-    let png_bytes = base64::engine::general_purpose::STANDARD
-        .decode(data_url.strip_prefix("data:image/png;base64,").expect("a PNG data URL"))
-        .expect("base64");
-    let mut reader = png::Decoder::new(std::io::Cursor::new(png_bytes)).read_info().expect("a PNG");
-    let mut pixels = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut pixels).expect("a frame");
-    let (width, height) = (info.width as usize, info.height as usize);
-    let mut image = rqrr::PreparedImage::prepare_from_greyscale(width, height, |x, y| pixels[y * width + x]);
-    image.detect_grids()[0].decode().expect("a QR code").1
-}
-
 /// Creates `name`, connects it by QR, and plays the phone scanning it; returns the QR string.
 async fn link_by_qr(
     system: &TestSystem,
@@ -112,7 +99,11 @@ async fn a_qr_login_end_to_end() {
     assert_eq!(connect.json["status"], "qr");
     let qr = connect.json["qrCode"].as_str().expect("qrCode").to_owned();
     assert!(qr.starts_with("2@"), "a WhatsApp QR string: {qr}");
-    assert_eq!(decode_qr(connect.json["qrCodeBase64"].as_str().unwrap()), qr, "the PNG is the QR string");
+    assert_eq!(
+        ryze_tests::decode_qr_data_url(connect.json["qrCodeBase64"].as_str().unwrap()),
+        qr,
+        "the PNG is the QR string"
+    );
     assert_eq!(
         wait_for_state(app, &account.token, "sales", "connecting").await["connection"]["numberJid"],
         Value::Null

@@ -1,5 +1,6 @@
 //! The fake WhatsApp server against a real whatsapp-rust 0.7.0 client: pairing by QR and by code,
-//! login and reconnect, the failure stanzas, and what the server records of the client.
+//! login and reconnect, the failure stanzas, incoming calls, and what the server records of the
+//! client.
 //!
 //! Each test runs a `Bot` on a SQLite store in a temporary directory, reads its events through a
 //! channel and awaits each one under a deadline, so a failure names the event that did not come.
@@ -17,6 +18,7 @@ use whatsapp_rust::TokioRuntime;
 use whatsapp_rust::bot::{Bot, BotBuilder, BotHandle, Provided};
 use whatsapp_rust::pair_code::PairCodeOptions;
 use whatsapp_rust::store::SqliteStore;
+use whatsapp_rust::types::call::CallAction;
 use whatsapp_rust::types::events::{ConnectFailureReason, Event, EventHandler, TempBanReason};
 use whatsapp_rust::wacore::store::device::{DevicePropsOverride, default_history_sync_config};
 use whatsapp_rust::waproto::whatsapp::device_props::HistorySyncConfig;
@@ -423,5 +425,47 @@ async fn the_server_records_registration_presence_and_unlink() {
     assert!(!server.unlinked(PHONE));
     client.client().logout().await;
     server.wait_for("remove-companion-device", DEADLINE, || server.unlinked(PHONE)).await.expect("unlinked");
+    client.stop().await;
+}
+
+#[tokio::test]
+async fn an_offered_call_rings_and_the_server_records_its_rejection() {
+    const CALLER: &str = "5511888888888";
+    const CALL_ID: &str = "3F2A9C4E1B7D6A0C5E8F2B1D4C7A9E03";
+    let server = FakeWhatsApp::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut client = paired_client(&server, &store_in(&dir), PHONE).await;
+
+    server.offer_call(PHONE, CALLER, CALL_ID).await.expect("the call is offered");
+
+    let (from, call_id, creator, offline) = client
+        .expect("IncomingCall offer", DEADLINE, |e| match e {
+            Event::IncomingCall(call) => match &call.action {
+                CallAction::Offer { call_id, call_creator, .. } => {
+                    Some((call.from.clone(), call_id.clone(), call_creator.clone(), call.offline))
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .await;
+    assert_eq!(call_id, CALL_ID);
+    assert_eq!(from.to_string(), format!("{CALLER}@s.whatsapp.net"));
+    assert_eq!(creator, from, "the caller created the call");
+    assert!(!offline, "a live offer rings");
+    assert!(server.call_rejections(PHONE).is_empty());
+
+    client.client().voip().reject_call(&call_id, &from, &creator).await.expect("reject sent");
+
+    server
+        .wait_for("the call's rejection", DEADLINE, || !server.call_rejections(PHONE).is_empty())
+        .await
+        .expect("rejected");
+    assert_eq!(server.call_rejections(PHONE), [CALL_ID]);
+    assert!(matches!(
+        server.offer_call("5511777777777", CALLER, CALL_ID).await,
+        Err(FakeError::UnknownAccount(_))
+    ));
+    assert!(matches!(server.offer_call(PHONE, "+55 11", CALL_ID).await, Err(FakeError::BadPhone(_))));
     client.stop().await;
 }

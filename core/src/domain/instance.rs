@@ -8,7 +8,7 @@ use super::{
     AccountId, ChatwootConfig, InstanceId, InstanceName, ProxyConfig, S3Config, Settings, WebhookConfig,
     WebsocketConfig,
 };
-use crate::secrets::{Sealed, TokenHash};
+use crate::secrets::{Keyring, Purpose, Sealed, TokenHash};
 
 /// The five states of `connection.state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -100,6 +100,35 @@ pub enum InstanceChange {
 }
 
 impl Instance {
+    /// A new instance as created: `disconnected`, default settings, nothing configured; its token
+    /// kept sealed for `list` and hashed for lookups.
+    pub fn new(
+        account_id: AccountId,
+        name: InstanceName,
+        token: &str,
+        keys: &Keyring,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id: InstanceId::generate(),
+            account_id,
+            name,
+            token: keys.seal(Purpose::InstanceToken, token),
+            token_hash: keys.hash_token(token),
+            revision: 1,
+            created_at: at,
+            updated_at: at,
+            connection: Connection::default(),
+            profile: Profile::default(),
+            settings: Settings::default(),
+            proxy: None,
+            s3: None,
+            webhooks: Vec::new(),
+            websocket: WebsocketConfig::default(),
+            chatwoot: None,
+        }
+    }
+
     /// Applies `change` as of `at`, bumping the revision.
     pub fn apply(&mut self, change: InstanceChange, at: DateTime<Utc>) {
         match change {

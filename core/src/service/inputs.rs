@@ -8,8 +8,8 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::domain::{
-    AccountId, ChatwootConfig, Connection, EventKind, Instance, InstanceId, InstanceName, IntegrationStatus,
-    Profile, ProxyConfig, ProxyProtocol, S3Config, Settings, SettingsPatch, WebhookConfig, WebsocketConfig,
+    AccountId, ChatwootConfig, EventKind, Instance, InstanceName, IntegrationStatus, ProxyConfig,
+    ProxyProtocol, S3Config, Settings, SettingsPatch, WebhookConfig, WebsocketConfig,
 };
 use crate::secrets::{Keyring, Purpose, generate_token};
 use crate::{Error, Result};
@@ -335,22 +335,13 @@ impl CreateInstance {
         };
 
         let instance = Instance {
-            id: InstanceId::generate(),
-            account_id: account.clone(),
-            name,
-            token: keys.seal(Purpose::InstanceToken, &token),
-            token_hash: keys.hash_token(&token),
-            revision: 1,
-            created_at: now,
-            updated_at: now,
-            connection: Connection::default(),
-            profile: Profile::default(),
             settings,
             proxy,
             s3,
             webhooks,
             websocket,
             chatwoot,
+            ..Instance::new(account.clone(), name, &token, keys, now)
         };
         Ok(NewInstance { instance, token })
     }

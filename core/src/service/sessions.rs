@@ -148,17 +148,22 @@ impl InstanceService {
     #[tracing::instrument(skip_all, fields(account = %caller.account.id))]
     pub async fn logout(&self, caller: &Caller, name: &str) -> Result<()> {
         let instance = self.target(caller, name).await?;
+        // The state goes first: a session that sees `loggedout` saves no credentials any more, so
+        // none can reappear after the wipe below.
         let wiped = async {
-            self.ports.commands.send(&SessionCommand::Logout { instance: instance.id.clone() }).await?;
-            self.ports.blobs.delete(&BlobKey::session_store(&instance.id)).await?;
-            if instance.connection.state == InstanceState::LoggedOut {
-                return Ok(());
+            let newly = instance.connection.state != InstanceState::LoggedOut;
+            if newly {
+                let connection = Connection { state: InstanceState::LoggedOut, ..Connection::default() };
+                let change = InstanceChange::Session { connection, profile: Profile::default() };
+                self.change(&instance, change).await?;
             }
-            let connection = Connection { state: InstanceState::LoggedOut, ..Connection::default() };
-            self.change(&instance, InstanceChange::Session { connection, profile: Profile::default() })
-                .await?;
-            let change = StateChange::LoggedOut { reason: "logout requested through the API".into() };
-            self.ports.events.send(&Event::state(instance.id.clone(), &change, self.clock.now())).await
+            self.ports.blobs.delete(&BlobKey::session_store(&instance.id)).await?;
+            self.ports.commands.send(&SessionCommand::Logout { instance: instance.id.clone() }).await?;
+            if newly {
+                let change = StateChange::LoggedOut { reason: "logout requested through the API".into() };
+                self.ports.events.send(&Event::state(instance.id.clone(), &change, self.clock.now())).await?;
+            }
+            Ok(())
         };
         wiped.await.map_err(|error| {
             tracing::error!(instance = %instance.id, %error, "logout failed");

@@ -1,6 +1,7 @@
 //! One task per client connection: the handshake, then either a new device's pairing (QR refs,
 //! pairing code, `pair-success`, the 515 restart) or a paired device's login (`<success>`, answers
-//! to its IQs, `<ib><offline>`), plus the commands the test sends through [`super::FakeWhatsApp`].
+//! to its IQs, `<ib><offline>`, acks of its calls and receipts), plus the commands the test sends
+//! through [`super::FakeWhatsApp`].
 //!
 //! A connection reads one node at a time and answers before reading the next, which keeps the
 //! order of what the client sees identical to the order it asked in.
@@ -17,6 +18,7 @@ use whatsapp_rust::wacore_binary::builder::NodeBuilder;
 use whatsapp_rust::waproto::buffa::{Enumeration as _, Message as _};
 use whatsapp_rust::waproto::whatsapp::{ClientPayload, DeviceProps};
 
+use super::calls;
 use super::key_share::{DeviceKeys, key_share_message};
 use super::noise::{LinkError, NodeChannel, public_bytes};
 use super::phone::{self, CodeEntry};
@@ -54,6 +56,9 @@ pub(crate) enum Command {
         entry: CodeEntry,
         done: oneshot::Sender<Result<(), FakeError>>,
     },
+    /// Send a stanza and carry on (e.g. a call offer); `sent` fires once it is on the socket and
+    /// is dropped if the socket fails.
+    Send { stanza: Node, sent: oneshot::Sender<()> },
     /// Send a stanza that ends the session, then close the socket.
     End(Node),
     /// Close the TCP connection without a word.
@@ -288,8 +293,23 @@ impl Connection {
                 self.record_presence(&node);
                 Ok(None)
             }
+            "call" | "receipt" => self.on_call_or_receipt(&node).await,
             _ => Ok(None),
         }
+    }
+
+    /// A logged-in device's `<call>` (say a `<reject>`) is recorded, and both it and a `<receipt>`
+    /// get the server's `<ack>`.
+    async fn on_call_or_receipt(&mut self, node: &Node) -> Step {
+        let Session::Device { phone, .. } = &self.session else { return Ok(None) };
+        let ack = match node.tag.as_ref() {
+            "call" => calls::on_device_call(&self.shared, phone, node),
+            _ => calls::on_device_receipt(node),
+        };
+        if let Some(ack) = ack {
+            self.channel.send(&ack).await?;
+        }
+        Ok(None)
     }
 
     fn record_presence(&self, node: &Node) {
@@ -491,6 +511,11 @@ impl Connection {
                 );
                 pairing.code = Some(PendingCode { phone, entry, done });
                 self.channel.send(&hello).await?;
+                Ok(None)
+            }
+            Command::Send { stanza, sent } => {
+                self.channel.send(&stanza).await?;
+                let _ = sent.send(());
                 Ok(None)
             }
             Command::End(stanza) => {

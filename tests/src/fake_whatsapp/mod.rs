@@ -1,12 +1,13 @@
 //! A fake WhatsApp server for offline tests: a WebSocket server on 127.0.0.1 that a real
 //! whatsapp-rust 0.7.0 client connects to, pairs with (by QR or by code), logs in through and is
-//! then driven by the test (logout, bans, replaced streams, dropped sockets).
+//! then driven by the test (logout, bans, replaced streams, dropped sockets, incoming calls).
 //!
 //! It owns the server side of the protocol only: Noise responder and framing (`noise`), one task
 //! per connection (`connection`), the phone's pairing crypto (`phone`), stanza shapes
-//! (`stanzas`) and the app-state key the phone shares after pairing (`key_share`). It knows
-//! nothing of Ryze. The client must be built with whatsapp-rust's `danger-skip-cert-chain-verify`
-//! (through session-host's `insecure-test-whatsapp`): the certificate chain here is self-made.
+//! (`stanzas`), the app-state key the phone shares after pairing (`key_share`) and voice-call
+//! signaling (`calls`: offers to a device, its rejections). It knows nothing of Ryze. The client
+//! must be built with whatsapp-rust's `danger-skip-cert-chain-verify` (through session-host's
+//! `insecure-test-whatsapp`): the certificate chain here is self-made.
 //!
 //! # Protocol facts this server had to respect (whatsapp-rust 0.7.0)
 //!
@@ -43,9 +44,14 @@
 //! - One QR event per ref: 60 s for the first, 20 s for each later one; when they run out the
 //!   client disconnects for good. Pairing by code runs PBKDF2 with 2^17 rounds on each side,
 //!   which takes about a second per run in an unoptimised build.
+//! - An incoming call is a `<call from t id><offer call-id call-creator/></call>`; without the
+//!   client's `voip` features it needs no call key or relay to raise `IncomingCall`. The device
+//!   acks it and sends an offer receipt; its `reject_call` is a `<call><reject/></call>` that
+//!   expects nothing back (see `calls`).
 //! - The first client write is `WA\x06\x03` (after an optional `ED` edge-routing pre-intro) plus a
 //!   framed `HandshakeMessage`; later frames are a 3-byte length and ciphertext.
 
+mod calls;
 mod client_side;
 mod connection;
 mod key_share;
@@ -412,6 +418,8 @@ struct Account {
     logins: usize,
     presences: Vec<String>,
     unlinked: bool,
+    /// Call ids of the `<reject>`s its devices sent, in order.
+    call_rejections: Vec<String>,
     registration: Option<Registration>,
     refusal: Option<Refusal>,
     live: Option<LiveDevice>,
@@ -428,6 +436,7 @@ impl Account {
             logins: 0,
             presences: Vec::new(),
             unlinked: false,
+            call_rejections: Vec::new(),
             registration: None,
             refusal: None,
             live: None,

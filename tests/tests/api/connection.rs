@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use base64::Engine;
 use ryze_core::domain::{ConnectOutcome, InstanceId, LoginMethod, SessionCommand};
 use ryze_core::ports::BlobKey;
 use ryze_tests::TestApp;
@@ -12,18 +11,6 @@ use serde_json::json;
 async fn instance_id(app: &TestApp, token: &str, name: &str) -> InstanceId {
     let list = app.get(&format!("/api/instance/list?instanceName={name}"), token).await;
     InstanceId::from_stored(list.json["instances"][0]["id"].as_str().expect("id"))
-}
-
-fn decode_qr(data_url: &str) -> String {
-    let png_bytes = base64::engine::general_purpose::STANDARD
-        .decode(data_url.strip_prefix("data:image/png;base64,").expect("a PNG data URL"))
-        .expect("base64");
-    let mut reader = png::Decoder::new(std::io::Cursor::new(png_bytes)).read_info().expect("a PNG");
-    let mut pixels = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut pixels).expect("a frame");
-    let (width, height) = (info.width as usize, info.height as usize);
-    let mut image = rqrr::PreparedImage::prepare_from_greyscale(width, height, |x, y| pixels[y * width + x]);
-    image.detect_grids()[0].decode().expect("a QR code").1
 }
 
 #[tokio::test]
@@ -54,7 +41,7 @@ async fn connect_returns_the_hosts_qr_code_and_its_png() {
     assert_eq!(response.json["message"], "QR code generated");
     assert_eq!(response.json["status"], "qr");
     assert_eq!(response.json["qrCode"], code);
-    assert_eq!(decode_qr(response.json["qrCodeBase64"].as_str().unwrap()), code);
+    assert_eq!(ryze_tests::decode_qr_data_url(response.json["qrCodeBase64"].as_str().unwrap()), code);
     let SessionCommand::Connect { instance, login, history_days, .. } = command else {
         panic!("{command:?}")
     };

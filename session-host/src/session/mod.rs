@@ -2,8 +2,10 @@
 //!
 //! Others hold a [`SessionHandle`] (a bounded sender); the fleet alone creates and reaps actors. The
 //! actor turns client events into the contract's states and `instance.state` events, answers
-//! connect requests with the current code, applies settings live, and saves the credential store
-//! right after pairing, after changes (debounced) and when it stops.
+//! connect requests with the current code, applies settings live (`settings.rs`), and saves the
+//! credential store right after pairing, after changes (debounced) and when it stops.
+
+mod settings;
 
 use std::sync::Arc;
 
@@ -18,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{CallOffer, ClientEvent, ClientFactory, IncomingMessage, SessionClient, StartSpec};
+use crate::client::{ClientEvent, ClientFactory, SessionClient, StartSpec};
 use crate::fleet::HostContext;
 
 /// How long after the client learns the account's name its own `available` has surely gone out.
@@ -410,16 +412,7 @@ impl<F: ClientFactory> Session<F> {
         if !wipe {
             self.persist().await;
         }
-        if let Some(client) = self.client.take() {
-            client.stop().await;
-        }
-        self.events = None;
-        self.phase = Phase::Idle;
-        self.give_up_at = None;
-        self.persist_at = None;
-        self.presence_at = None;
-        self.code = None;
-        self.fail_waiting(&format!("session ended: {}", state_name(state))).await;
+        self.release_client(false, &format!("session ended: {}", state_name(state))).await;
         if wipe {
             self.wipe_store().await;
             self.number_jid = None;
@@ -429,15 +422,7 @@ impl<F: ClientFactory> Session<F> {
     }
 
     async fn logout(&mut self) {
-        if let Some(client) = self.client.take() {
-            client.logout().await;
-        }
-        self.events = None;
-        self.phase = Phase::Idle;
-        self.give_up_at = None;
-        self.persist_at = None;
-        self.presence_at = None;
-        self.fail_waiting("logged out").await;
+        self.release_client(true, "logged out").await;
         self.wipe_store().await;
         // The control plane may have recorded the logout already; one transition, one event.
         let recorded =
@@ -451,71 +436,27 @@ impl<F: ClientFactory> Session<F> {
     }
 
     async fn delete(&mut self) {
+        self.release_client(true, "instance deleted").await;
+        self.wipe_store().await;
+    }
+
+    /// Stops the client, unlinking the device first when `unlink`, fails waiting connect calls
+    /// with `reason`, and forgets everything the session held for that client.
+    async fn release_client(&mut self, unlink: bool, reason: &str) {
         if let Some(client) = self.client.take() {
-            client.logout().await;
+            if unlink {
+                client.logout().await;
+            } else {
+                client.stop().await;
+            }
         }
         self.events = None;
         self.phase = Phase::Idle;
         self.give_up_at = None;
         self.persist_at = None;
         self.presence_at = None;
-        self.fail_waiting("instance deleted").await;
-        self.wipe_store().await;
-    }
-
-    async fn apply_settings(&mut self, settings: Settings) {
-        let presence_changed = settings.keep_online_status != self.settings.keep_online_status;
-        self.settings = settings;
-        if self.phase == Phase::Connected && presence_changed {
-            let presence = self.apply_presence().await;
-            self.write_state(InstanceState::Connected, presence).await;
-        }
-    }
-
-    /// Sends the presence the settings ask for: `available` with keepOnlineStatus, `unavailable`
-    /// otherwise (a device that stays available keeps the phone from notifying its owner).
-    async fn apply_presence(&self) -> PresenceStatus {
-        let available = self.settings.keep_online_status;
-        let Some(client) = &self.client else { return PresenceStatus::Unavailable };
-        match client.set_presence(available).await {
-            Ok(()) if available => PresenceStatus::Available,
-            Ok(()) => PresenceStatus::Unavailable,
-            Err(error) => {
-                // WhatsApp takes no presence before the account's name is known; it is sent again
-                // when the name arrives.
-                tracing::debug!(%error, available, "presence not sent yet");
-                PresenceStatus::Unavailable
-            }
-        }
-    }
-
-    async fn on_call(&self, call: CallOffer) {
-        let Some(client) = &self.client else { return };
-        if !self.settings.auto_reject_calls {
-            return;
-        }
-        if let Err(error) = client.reject_call(&call).await {
-            tracing::warn!(%error, "call not rejected");
-            return;
-        }
-        if !self.settings.call_reject_message.is_empty()
-            && let Err(error) = client.send_text(&call.from, &self.settings.call_reject_message).await
-        {
-            tracing::warn!(%error, "call reject message not sent");
-        }
-    }
-
-    async fn on_message(&self, message: IncomingMessage) {
-        let Some(client) = &self.client else { return };
-        let ignored = message.from_me
-            || (message.is_group && self.settings.ignore_group_messages)
-            || (message.is_status && self.settings.ignore_status);
-        if ignored || !self.settings.auto_read_messages {
-            return;
-        }
-        if let Err(error) = client.mark_read(&message).await {
-            tracing::warn!(%error, "message not marked read");
-        }
+        self.code = None;
+        self.fail_waiting(reason).await;
     }
 
     async fn stop_for_shutdown(&mut self) {
@@ -531,6 +472,11 @@ impl<F: ClientFactory> Session<F> {
         self.persist_at = None;
         let Some(client) = &self.client else { return };
         if !self.phase.is_paired() {
+            return;
+        }
+        // A logout through the API wipes the store before this session hears of it: saving now
+        // would bring the credentials back.
+        if self.load_instance().await.is_none_or(|i| i.connection.state == InstanceState::LoggedOut) {
             return;
         }
         match client.snapshot().await {
