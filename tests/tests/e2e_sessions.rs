@@ -413,3 +413,29 @@ async fn delete_unlinks_a_live_device_and_removes_everything() {
     }
     system.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_reject_calls_turned_on_live_rejects_the_next_call() {
+    let fake = FakeWhatsApp::start().await;
+    let system = TestSystem::start(&fake, defaults);
+    let app = &system.app;
+    let account = account(app).await;
+    app.create(&account.token, json!({"name": "calls"})).await;
+    link_by_qr(&system, &fake, &account.token, "calls", PHONE).await;
+
+    let update =
+        app.post("/api/instance/settings/calls", &account.token, json!({"autoRejectCalls": true})).await;
+    assert_eq!(update.status, StatusCode::OK);
+    // The setting travels the command queue to the live session: ring until a call is rejected.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let mut offered = 0;
+    while fake.call_rejections(PHONE).is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "no call rejected after {offered} calls");
+        offered += 1;
+        let call_id = format!("CALL-{offered}");
+        fake.offer_call(PHONE, "5511888888888", &call_id).await.expect("the call rings");
+        let rejected = || fake.call_rejections(PHONE).contains(&call_id);
+        let _ = fake.wait_for("the call's rejection", Duration::from_millis(500), rejected).await;
+    }
+    system.stop().await;
+}
