@@ -192,8 +192,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let host_config = args.host.config(&args.data.data_dir)?;
     let (ports, keys) = open_store(&args.data.data_dir)?;
-    let connect =
-        ConnectPolicy { wait: Duration::from_secs(args.connect_wait_secs), ..ConnectPolicy::default() };
+    // A poll of the embedded store is a SQLite point read: polling often costs nothing and takes the
+    // code to the caller sooner.
+    let connect = ConnectPolicy {
+        wait: Duration::from_secs(args.connect_wait_secs),
+        poll_interval: Duration::from_millis(10),
+    };
     let services = Services::new(ports.clone(), keys.clone(), Arc::new(SystemClock), connect);
     let app = ryze_functions::router(ryze_functions::AppState::new(services));
     let factory = WhatsAppFactory::new(&host_config)?;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use ryze_core::domain::AccountLimits;
 use ryze_session_host::HostConfig;
-use ryze_tests::fake_whatsapp::FakeWhatsApp;
+use ryze_tests::fake_whatsapp::{Chat, FakeWhatsApp};
 use ryze_tests::proxies::{Kind, TestCertificate, TestProxy};
 use ryze_tests::system::TestSystem;
 use ryze_tests::{TestAccount, TestApp};
@@ -179,6 +179,16 @@ async fn logout_unlinks_and_the_next_connect_shows_a_fresh_qr() {
     }
     let reconnect = app.post("/api/instance/reconnect/out", &account.token, json!({})).await;
     assert_eq!(reconnect.status, StatusCode::BAD_REQUEST, "the credentials are gone");
+    let id = app.get("/api/instance/list?instanceName=out", &account.token).await.json["instances"][0]["id"]
+        .as_str()
+        .map(ryze_core::domain::InstanceId::from_stored)
+        .expect("id");
+    let store = ryze_core::ports::BlobKey::session_store(&id);
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while app.ports.blobs.exists(&store).await.expect("blob store") {
+        assert!(tokio::time::Instant::now() < deadline, "a credential store outlived the logout");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let again = app.get("/api/instance/connect/out", &account.token).await;
     assert_eq!(again.status, StatusCode::OK, "{}", again.text);
@@ -436,6 +446,50 @@ async fn auto_reject_calls_turned_on_live_rejects_the_next_call() {
         fake.offer_call(PHONE, "5511888888888", &call_id).await.expect("the call rings");
         let rejected = || fake.call_rejections(PHONE).contains(&call_id);
         let _ = fake.wait_for("the call's rejection", Duration::from_millis(500), rejected).await;
+    }
+    system.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incoming_messages_are_read_or_ignored_as_the_settings_say() {
+    let fake = FakeWhatsApp::start().await;
+    let system = TestSystem::start(&fake, defaults);
+    let app = &system.app;
+    let account = account(app).await;
+    let settings = json!({"name": "reader", "autoReadMessages": true, "ignoreGroupMessages": true, "ignoreStatus": true});
+    app.create(&account.token, settings).await;
+    link_by_qr(&system, &fake, &account.token, "reader", PHONE).await;
+
+    // The client reports messages in order: once the direct one is read, the group message and
+    // the status before it were seen and ignored.
+    let contact = "5511888888888";
+    fake.deliver_text(PHONE, contact, Chat::Group("120363000000000001".into()), "GROUP1", "hi all")
+        .await
+        .expect("group");
+    fake.deliver_text(PHONE, contact, Chat::Status, "STATUS1", "my day").await.expect("status");
+    fake.deliver_text(PHONE, contact, Chat::Direct, "DIRECT1", "hello").await.expect("direct");
+    let read = || fake.read_receipts(PHONE).contains(&"DIRECT1".to_owned());
+    fake.wait_for("the direct message read", DEADLINE, read).await.expect("autoReadMessages reads it");
+    let receipts = fake.read_receipts(PHONE);
+    assert!(!receipts.contains(&"GROUP1".to_owned()), "ignoreGroupMessages: {receipts:?}");
+    assert!(!receipts.contains(&"STATUS1".to_owned()), "ignoreStatus: {receipts:?}");
+
+    // With the group filter off (live), group messages are read too.
+    let update = app
+        .post("/api/instance/settings/reader", &account.token, json!({"ignoreGroupMessages": false}))
+        .await;
+    assert_eq!(update.status, StatusCode::OK);
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    for n in 2.. {
+        let id = format!("GROUP{n}");
+        fake.deliver_text(PHONE, contact, Chat::Group("120363000000000001".into()), &id, "again")
+            .await
+            .expect("group");
+        let read = || fake.read_receipts(PHONE).contains(&id);
+        if fake.wait_for("the group message read", Duration::from_millis(500), read).await.is_ok() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "group messages never read");
     }
     system.stop().await;
 }

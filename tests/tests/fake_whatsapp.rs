@@ -1,6 +1,6 @@
 //! The fake WhatsApp server against a real whatsapp-rust 0.7.0 client: pairing by QR and by code,
-//! login and reconnect, the failure stanzas, incoming calls, and what the server records of the
-//! client.
+//! login and reconnect, the failure stanzas, incoming calls and messages, and what the server
+//! records of the client.
 //!
 //! Each test runs a `Bot` on a SQLite store in a temporary directory, reads its events through a
 //! channel and awaits each one under a deadline, so a failure names the event that did not come.
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ryze_tests::fake_whatsapp::{
-    CLIENT_VERSION, DEFAULT_PUSH_NAME, FakeError, FakeWhatsApp, NoisePattern, RefuseHttp,
+    CLIENT_VERSION, Chat, DEFAULT_PUSH_NAME, FakeError, FakeWhatsApp, NoisePattern, RefuseHttp,
 };
 use tempfile::TempDir;
 use tokio::sync::mpsc;
@@ -20,6 +20,7 @@ use whatsapp_rust::pair_code::PairCodeOptions;
 use whatsapp_rust::store::SqliteStore;
 use whatsapp_rust::types::call::CallAction;
 use whatsapp_rust::types::events::{ConnectFailureReason, Event, EventHandler, TempBanReason};
+use whatsapp_rust::types::message::MessageInfo;
 use whatsapp_rust::wacore::store::device::{DevicePropsOverride, default_history_sync_config};
 use whatsapp_rust::waproto::whatsapp::device_props::HistorySyncConfig;
 
@@ -119,6 +120,18 @@ impl Client {
     async fn logged_out(&mut self) -> (ConnectFailureReason, bool) {
         self.expect("LoggedOut", DEADLINE, |e| match e {
             Event::LoggedOut(out) => Some((out.reason, out.on_connect)),
+            _ => None,
+        })
+        .await
+    }
+
+    /// The message `id` once the client emits it, as its info and its text.
+    async fn text_message(&mut self, id: &str) -> (Arc<MessageInfo>, Option<String>) {
+        self.expect(&format!("message {id}"), DEADLINE, |e| match e {
+            Event::Messages(batch) => batch
+                .iter()
+                .find(|m| m.info.id == id)
+                .map(|m| (m.info.clone(), m.message.conversation.clone())),
             _ => None,
         })
         .await
@@ -467,5 +480,82 @@ async fn an_offered_call_rings_and_the_server_records_its_rejection() {
         Err(FakeError::UnknownAccount(_))
     ));
     assert!(matches!(server.offer_call(PHONE, "+55 11", CALL_ID).await, Err(FakeError::BadPhone(_))));
+    client.stop().await;
+}
+
+const CONTACT: &str = "5511888888888";
+
+#[tokio::test]
+async fn a_contacts_direct_messages_arrive_and_the_server_records_their_reading() {
+    let server = FakeWhatsApp::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut client = paired_client(&server, &store_in(&dir), PHONE).await;
+
+    server.deliver_text(PHONE, CONTACT, Chat::Direct, "3EB0A1", "hello").await.expect("delivered");
+    let (info, text) = client.text_message("3EB0A1").await;
+    assert_eq!(text.as_deref(), Some("hello"));
+    assert_eq!(info.source.chat.to_string(), format!("{CONTACT}@s.whatsapp.net"));
+    assert_eq!(info.source.sender, info.source.chat, "in a direct chat the contact is the chat");
+    assert!(!info.source.is_group && !info.source.is_from_me);
+    assert_eq!(info.push_name, CONTACT);
+    // A second message opens a new session under the contact's same identity.
+    server.deliver_text(PHONE, CONTACT, Chat::Direct, "3EB0A2", "again").await.expect("delivered");
+    assert_eq!(client.text_message("3EB0A2").await.1.as_deref(), Some("again"));
+    assert!(server.read_receipts(PHONE).is_empty());
+
+    client.client().mark_as_read(&info.source.chat, None, &["3EB0A1", "3EB0A2"]).await.expect("read sent");
+
+    server
+        .wait_for("the read receipt", DEADLINE, || server.read_receipts(PHONE).len() >= 2)
+        .await
+        .expect("read");
+    assert_eq!(server.read_receipts(PHONE), ["3EB0A1", "3EB0A2"]);
+    let nobody = server.deliver_text("5511777777777", CONTACT, Chat::Direct, "3EB0A3", "?").await;
+    assert!(matches!(nobody, Err(FakeError::UnknownAccount(_))), "{nobody:?}");
+    client.stop().await;
+}
+
+#[tokio::test]
+async fn a_group_message_arrives_from_its_author() {
+    const GROUP: &str = "120363000000000001";
+    let server = FakeWhatsApp::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut client = paired_client(&server, &store_in(&dir), PHONE).await;
+
+    let group = Chat::Group(GROUP.to_owned());
+    server.deliver_text(PHONE, CONTACT, group.clone(), "3EB0B1", "hi all").await.expect("delivered");
+    server.deliver_text(PHONE, CONTACT, group, "3EB0B2", "still me").await.expect("delivered");
+
+    let (info, text) = client.text_message("3EB0B1").await;
+    assert_eq!(text.as_deref(), Some("hi all"));
+    assert_eq!(info.source.chat.to_string(), format!("{GROUP}@g.us"));
+    assert_eq!(info.source.sender.to_string(), format!("{CONTACT}@s.whatsapp.net"));
+    assert!(info.source.is_group && !info.source.is_from_me);
+    assert_eq!(client.text_message("3EB0B2").await.1.as_deref(), Some("still me"));
+    let sender = info.source.sender.clone();
+    client.client().mark_as_read(&info.source.chat, Some(&sender), &["3EB0B1"]).await.expect("read sent");
+    server
+        .wait_for("the read receipt", DEADLINE, || !server.read_receipts(PHONE).is_empty())
+        .await
+        .expect("read");
+    assert_eq!(server.read_receipts(PHONE), ["3EB0B1"]);
+    let bad = server.deliver_text(PHONE, CONTACT, Chat::Group("g@g.us".into()), "3EB0B3", "?").await;
+    assert!(matches!(bad, Err(FakeError::BadGroup(_))), "{bad:?}");
+    client.stop().await;
+}
+
+#[tokio::test]
+async fn a_status_update_arrives_from_its_author() {
+    let server = FakeWhatsApp::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut client = paired_client(&server, &store_in(&dir), PHONE).await;
+
+    server.deliver_text(PHONE, CONTACT, Chat::Status, "3EB0C1", "my day").await.expect("delivered");
+
+    let (info, text) = client.text_message("3EB0C1").await;
+    assert_eq!(text.as_deref(), Some("my day"));
+    assert_eq!(info.source.chat.to_string(), "status@broadcast");
+    assert_eq!(info.source.sender.to_string(), format!("{CONTACT}@s.whatsapp.net"));
+    assert!(info.source.is_group && !info.source.is_from_me);
     client.stop().await;
 }

@@ -123,6 +123,11 @@ impl InstanceService {
         if instance.connection.state == InstanceState::Connected {
             return Err(Error::AlreadyConnected);
         }
+        // Logged out means the credentials are gone, whatever a session still saving may leave
+        // behind for a moment (it is wiped when that session hears of the logout).
+        if instance.connection.state == InstanceState::LoggedOut {
+            return Err(Error::NoSavedSession);
+        }
         let saved = self
             .ports
             .blobs

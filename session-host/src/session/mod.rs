@@ -422,8 +422,8 @@ impl<F: ClientFactory> Session<F> {
     }
 
     async fn logout(&mut self) {
-        self.release_client(true, "logged out").await;
         self.wipe_store().await;
+        self.release_client(true, "logged out").await;
         // The control plane may have recorded the logout already; one transition, one event.
         let recorded =
             self.load_instance().await.is_some_and(|i| i.connection.state == InstanceState::LoggedOut);
@@ -474,13 +474,14 @@ impl<F: ClientFactory> Session<F> {
         if !self.phase.is_paired() {
             return;
         }
-        // A logout through the API wipes the store before this session hears of it: saving now
-        // would bring the credentials back.
-        if self.load_instance().await.is_none_or(|i| i.connection.state == InstanceState::LoggedOut) {
-            return;
-        }
         match client.snapshot().await {
             Ok(bytes) => {
+                // A logout through the API wipes the store before this session hears of it: saving
+                // now would bring the credentials back. Checked as late as possible; the API also
+                // treats a logged-out instance as having no session, whatever a late save left.
+                if self.load_instance().await.is_none_or(|i| i.connection.state == InstanceState::LoggedOut) {
+                    return;
+                }
                 if let Err(error) = self.ctx.ports.blobs.put(&self.store_key(), bytes).await {
                     tracing::error!(%error, "credential store not saved");
                 }

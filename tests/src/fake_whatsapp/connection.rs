@@ -19,9 +19,11 @@ use whatsapp_rust::waproto::buffa::{Enumeration as _, Message as _};
 use whatsapp_rust::waproto::whatsapp::{ClientPayload, DeviceProps};
 
 use super::calls;
-use super::key_share::{DeviceKeys, key_share_message};
+use super::key_share::key_share_message;
+use super::messages;
 use super::noise::{LinkError, NodeChannel, public_bytes};
 use super::phone::{self, CodeEntry};
+use super::signal::DeviceKeys;
 use super::stanzas::{self, DeviceAddress, attr, bytes_of, child, iq_result, stanza_id};
 use super::{
     Account, CodeRequest, DEFAULT_PUSH_NAME, FakeError, LinkedDevice, LiveDevice, Registration, Shared,
@@ -298,13 +300,13 @@ impl Connection {
         }
     }
 
-    /// A logged-in device's `<call>` (say a `<reject>`) is recorded, and both it and a `<receipt>`
-    /// get the server's `<ack>`.
+    /// A logged-in device's `<call>` (say a `<reject>`) and read `<receipt>` are recorded, and
+    /// every call and receipt gets the server's `<ack>`.
     async fn on_call_or_receipt(&mut self, node: &Node) -> Step {
         let Session::Device { phone, .. } = &self.session else { return Ok(None) };
         let ack = match node.tag.as_ref() {
             "call" => calls::on_device_call(&self.shared, phone, node),
-            _ => calls::on_device_receipt(node),
+            _ => messages::on_device_receipt(&self.shared, phone, node),
         };
         if let Some(ack) = ack {
             self.channel.send(&ack).await?;

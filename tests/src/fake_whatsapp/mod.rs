@@ -1,11 +1,14 @@
 //! A fake WhatsApp server for offline tests: a WebSocket server on 127.0.0.1 that a real
 //! whatsapp-rust 0.7.0 client connects to, pairs with (by QR or by code), logs in through and is
-//! then driven by the test (logout, bans, replaced streams, dropped sockets, incoming calls).
+//! then driven by the test (logout, bans, replaced streams, dropped sockets, incoming calls and
+//! messages).
 //!
 //! It owns the server side of the protocol only: Noise responder and framing (`noise`), one task
 //! per connection (`connection`), the phone's pairing crypto (`phone`), stanza shapes
-//! (`stanzas`), the app-state key the phone shares after pairing (`key_share`) and voice-call
-//! signaling (`calls`: offers to a device, its rejections). It knows nothing of Ryze. The client
+//! (`stanzas`), the Signal encryption of what a sender sends a device (`signal`), the app-state
+//! key the phone shares after pairing (`key_share`), voice-call signaling (`calls`: offers to a
+//! device, its rejections) and contacts' text messages (`messages`: direct, group and status, and
+//! the device's read receipts). It knows nothing of Ryze. The client
 //! must be built with whatsapp-rust's `danger-skip-cert-chain-verify` (through session-host's
 //! `insecure-test-whatsapp`): the certificate chain here is self-made.
 //!
@@ -48,6 +51,10 @@
 //!   client's `voip` features it needs no call key or relay to raise `IncomingCall`. The device
 //!   acks it and sends an offer receipt; its `reject_call` is a `<call><reject/></call>` that
 //!   expects nothing back (see `calls`).
+//! - A contact's message needs no pre-key either, and no usync or group metadata: a direct one is
+//!   a single `pkmsg`; a group or status one is a `pkmsg` with only the sender-key distribution,
+//!   then the `skmsg`, with the author in `participant` (see `messages`). The device answers with a
+//!   delivery `<receipt>` (a status also gets an `<ack class="message">`) and expects nothing back.
 //! - The first client write is `WA\x06\x03` (after an optional `ED` edge-routing pre-intro) plus a
 //!   framed `HandshakeMessage`; later frames are a 3-byte length and ciphertext.
 
@@ -55,8 +62,10 @@ mod calls;
 mod client_side;
 mod connection;
 mod key_share;
+mod messages;
 mod noise;
 mod phone;
+mod signal;
 mod stanzas;
 
 use std::collections::HashMap;
@@ -73,10 +82,11 @@ use whatsapp_rust::wacore_binary::Node;
 
 pub use client_side::{CLIENT_VERSION, RefuseHttp};
 use connection::{Command, ConnId};
-use key_share::DeviceKeys;
+pub use messages::Chat;
 pub use noise::NoisePattern;
 use noise::ServerIdentity;
 use phone::{CodeEntry, ScannedQr};
+use signal::DeviceKeys;
 
 /// The push name of an account until [`FakeWhatsApp::set_push_name`], unless its first device
 /// registered with one (a client's `with_push_name`), which the account then adopts.
@@ -89,6 +99,8 @@ pub enum FakeError {
     BadQr(String),
     #[error("a phone number is digits only, with country code: {0:?}")]
     BadPhone(String),
+    #[error("a group id is digits (and dashes) only: {0:?}")]
+    BadGroup(String),
     #[error("no connected client is showing QR ref {0:?}")]
     UnknownQr(String),
     #[error("no connected client asked for a pairing code for {0}")]
@@ -420,6 +432,8 @@ struct Account {
     unlinked: bool,
     /// Call ids of the `<reject>`s its devices sent, in order.
     call_rejections: Vec<String>,
+    /// Message ids of the read receipts its devices sent, in order.
+    read_receipts: Vec<String>,
     registration: Option<Registration>,
     refusal: Option<Refusal>,
     live: Option<LiveDevice>,
@@ -437,6 +451,7 @@ impl Account {
             presences: Vec::new(),
             unlinked: false,
             call_rejections: Vec::new(),
+            read_receipts: Vec::new(),
             registration: None,
             refusal: None,
             live: None,
@@ -471,6 +486,8 @@ struct CodeRequest {
 #[derive(Default)]
 struct State {
     accounts: HashMap<String, Account>,
+    /// The identity key of each contact (by number) that sent a message, kept for the run.
+    contacts: HashMap<String, KeyPair>,
     qr_refs: HashMap<String, ConnId>,
     code_requests: HashMap<String, CodeRequest>,
     connections: HashMap<ConnId, mpsc::Sender<Command>>,

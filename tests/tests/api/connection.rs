@@ -190,7 +190,11 @@ async fn logout_wipes_the_credentials_keeps_the_instance_and_is_idempotent() {
     assert_eq!(event.instance, id);
     assert_eq!(event.data["state"], "logged_out");
 
-    // After logout, reconnect has nothing to restore.
+    // After logout, reconnect has nothing to restore, even if a session still saving left a store.
     let reconnect = app.post("/api/instance/reconnect/out", &token, json!({})).await;
     assert_eq!(reconnect.status, StatusCode::BAD_REQUEST);
+    app.ports.blobs.put(&BlobKey::session_store(&id), b"late save".to_vec()).await.unwrap();
+    let reconnect = app.post("/api/instance/reconnect/out", &token, json!({})).await;
+    assert_eq!(reconnect.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reconnect.error_message(), "Instance has no saved session — call /connect first");
 }
