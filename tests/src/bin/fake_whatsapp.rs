@@ -3,7 +3,8 @@
 //!
 //!   ryze-fake-whatsapp [--control 127.0.0.1:7070]
 //!   RYZE_WHATSAPP_URL=<printed url> cargo run --features insecure-test-whatsapp -- serve
-//!   curl -X POST 127.0.0.1:7070/scan -d '{"qr": "<qrCode from connect>", "phone": "5511999999999"}'
+//!   curl -X POST 127.0.0.1:7070/scan -H 'content-type: application/json' \
+//!        -d '{"qr": "<qrCode from connect>", "phone": "5511999999999"}'
 //!
 //! It prints `whatsapp=<ws url>` and `control=<http address>` on stdout, then serves until killed.
 //! Control routes: `POST /scan {qr, phone}` plays the phone scanning a QR code;
