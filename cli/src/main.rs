@@ -171,11 +171,11 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// The embedded store's ports and the deployment's keys.
-fn open_store(data_dir: &Path) -> anyhow::Result<(Ports, Keyring)> {
+fn open_store(data_dir: &Path) -> anyhow::Result<(Ports, Arc<Keyring>)> {
     let ports =
         embedded::open(data_dir).with_context(|| format!("opening the store in {}", data_dir.display()))?;
     let keys = Keyring::new(&embedded::master_key(data_dir).context("reading the sealing key")?);
-    Ok((ports, keys))
+    Ok((ports, Arc::new(keys)))
 }
 
 fn services(data_dir: &Path, connect: ConnectPolicy) -> anyhow::Result<Services> {
@@ -201,7 +201,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let services = Services::new(ports.clone(), keys.clone(), Arc::new(SystemClock), connect);
     let app = ryze_functions::router(ryze_functions::AppState::new(services));
     let factory = WhatsAppFactory::new(&host_config)?;
-    let host = SessionHost::new(ports, Arc::new(keys), host_config, factory);
+    let host = SessionHost::new(ports, keys, host_config, factory);
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -32,6 +32,4 @@ pub enum HostError {
     Client(String),
     #[error("proxy: {0}")]
     Proxy(String),
-    #[error(transparent)]
-    Core(#[from] ryze_core::Error),
 }

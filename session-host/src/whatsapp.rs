@@ -195,7 +195,7 @@ impl SessionClient for WhatsAppClient {
 /// Copies a live SQLite database into bytes with `VACUUM INTO` (a consistent snapshot, WAL
 /// included) through a separate connection.
 fn vacuum_into_bytes(source: &Path) -> Result<Vec<u8>, HostError> {
-    let target = source.with_extension(format!("snapshot-{}", uuid_like()));
+    let target = source.with_extension(format!("snapshot-{}", unique_suffix()));
     let connection = rusqlite::Connection::open(source).map_err(client_error)?;
     connection.busy_timeout(Duration::from_secs(10)).map_err(client_error)?;
     let target_text = target.to_str().ok_or_else(|| HostError::Client("work dir is not UTF-8".into()))?;
@@ -205,7 +205,7 @@ fn vacuum_into_bytes(source: &Path) -> Result<Vec<u8>, HostError> {
     bytes
 }
 
-fn uuid_like() -> String {
+fn unique_suffix() -> String {
     format!("{:x}", Utc::now().timestamp_nanos_opt().unwrap_or_default())
 }
 

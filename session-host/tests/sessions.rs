@@ -34,11 +34,52 @@ enum Call {
     Stop,
 }
 
+/// What a scripted client was asked, in order; tests await what they expect in it.
+#[derive(Default)]
+struct CallLog {
+    calls: Mutex<Vec<Call>>,
+    changed: tokio::sync::Notify,
+}
+
+impl CallLog {
+    fn push(&self, call: Call) {
+        self.calls.lock().unwrap().push(call);
+        self.changed.notify_waiters();
+    }
+
+    fn snapshot(&self) -> Vec<Call> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    fn contains(&self, call: &Call) -> bool {
+        self.calls.lock().unwrap().contains(call)
+    }
+
+    /// Waits until the log is exactly `expected`.
+    async fn wait_for(&self, expected: &[Call]) {
+        let reached = async {
+            loop {
+                // Registered before looking, so a push between the look and the wait still wakes us.
+                let changed = self.changed.notified();
+                tokio::pin!(changed);
+                changed.as_mut().enable();
+                if self.snapshot() == expected {
+                    return;
+                }
+                changed.await;
+            }
+        };
+        tokio::time::timeout(WAIT, reached)
+            .await
+            .unwrap_or_else(|_| panic!("calls {:?}, not {expected:?}, within 5 s", self.snapshot()));
+    }
+}
+
 /// One started client: the spec it got, the sender that plays its events, and its call log.
 struct Started {
     spec: StartSpec,
     events: mpsc::UnboundedSender<ClientEvent>,
-    calls: Arc<Mutex<Vec<Call>>>,
+    calls: Arc<CallLog>,
 }
 
 struct ScriptedFactory {
@@ -46,12 +87,12 @@ struct ScriptedFactory {
 }
 
 struct ScriptedClient {
-    calls: Arc<Mutex<Vec<Call>>>,
+    calls: Arc<CallLog>,
 }
 
 impl ScriptedClient {
     fn log(&self, call: Call) {
-        self.calls.lock().unwrap().push(call);
+        self.calls.push(call);
     }
 }
 
@@ -63,7 +104,7 @@ impl ClientFactory for ScriptedFactory {
         spec: StartSpec,
     ) -> Result<(ScriptedClient, mpsc::UnboundedReceiver<ClientEvent>), HostError> {
         let (events, receiver) = mpsc::unbounded_channel();
-        let calls = Arc::new(Mutex::new(Vec::new()));
+        let calls = Arc::new(CallLog::default());
         self.started.send(Started { spec, events, calls: calls.clone() }).unwrap();
         Ok((ScriptedClient { calls }, receiver))
     }
@@ -159,6 +200,8 @@ impl Harness {
         tokio::time::timeout(WAIT, self.started.recv()).await.expect("a client starts within 5 s").unwrap()
     }
 
+    /// Reads the request until answered, as the API's connect call does (the answer is a registry
+    /// write, with no event to await).
     async fn answer(&self, request: &ConnectRequestId) -> ConnectOutcome {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
@@ -193,14 +236,6 @@ impl Harness {
 
     async fn store(&self) -> Option<Vec<u8>> {
         self.ports.blobs.get(&BlobKey::session_store(&self.instance)).await.unwrap()
-    }
-
-    async fn wait_for_state(&self, state: InstanceState) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while self.connection().await.state != state {
-            assert!(tokio::time::Instant::now() < deadline, "state {state:?} not reached within 5 s");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
     }
 
     /// Stops the host; the data directory lives on in what is returned.
@@ -274,7 +309,7 @@ async fn a_pairing_code_login_asks_the_client_for_a_code() {
     let request = harness.connect(LoginMethod::PairingCode { phone }).await;
     let client = harness.next_start().await;
     assert_eq!(harness.answer(&request).await, ConnectOutcome::PairingCode { code: "ABCD1234".into() });
-    assert_eq!(client.calls.lock().unwrap().as_slice(), [Call::PairingCode("5511999999999".into())]);
+    assert_eq!(client.calls.snapshot(), [Call::PairingCode("5511999999999".into())]);
     harness.expect_states(&["connecting", "pairing_code_ready"]).await;
     harness.stop().await;
 }
@@ -287,7 +322,7 @@ async fn an_unscanned_qr_ends_disconnected_and_fails_the_waiting_call() {
     assert!(matches!(harness.answer(&request).await, ConnectOutcome::Failed { .. }));
     harness.expect_states(&["connecting", "disconnected"]).await;
     assert_eq!(harness.connection().await.state, InstanceState::Disconnected);
-    assert!(client.calls.lock().unwrap().contains(&Call::Stop));
+    assert!(client.calls.contains(&Call::Stop));
     harness.stop().await;
 }
 
@@ -387,12 +422,12 @@ async fn settings_apply_to_a_live_session() {
     };
     let group =
         IncomingMessage { id: "M2".into(), chat: "123@g.us".into(), is_group: true, ..direct.clone() };
-    // The settings command travels the queue: wait for its effect before playing the events.
-    harness.wait_for_presence().await;
+    // The settings command travels the queue: once the session sends the presence they ask for,
+    // it holds them, and the events below meet the new settings.
+    client.calls.wait_for(&[Call::Presence(false), Call::Presence(true)]).await;
     client.events.send(ClientEvent::IncomingCall(call)).unwrap();
     client.events.send(ClientEvent::Message(group)).unwrap();
     client.events.send(ClientEvent::Message(direct)).unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
     let expected = [
         // Connected with keepOnlineStatus off: the session says so.
         Call::Presence(false),
@@ -401,25 +436,8 @@ async fn settings_apply_to_a_live_session() {
         Call::SendText("5511888888888@s.whatsapp.net".into(), "Busy, text me".into()),
         Call::MarkRead("M1".into()),
     ];
-    while client.calls.lock().unwrap().as_slice() != expected {
-        assert!(tokio::time::Instant::now() < deadline, "calls: {:?}", client.calls.lock().unwrap());
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    client.calls.wait_for(&expected).await;
     harness.stop().await;
-}
-
-impl Harness {
-    async fn wait_for_presence(&self) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let connection = self.connection().await;
-            if connection.presence_status == ryze_core::domain::PresenceStatus::Available {
-                return;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "presence not available within 5 s");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
 }
 
 #[tokio::test]
@@ -430,7 +448,7 @@ async fn logout_unlinks_wipes_and_records_one_transition() {
     harness.expect_states(&["logged_out"]).await;
     assert_eq!(harness.connection().await.state, InstanceState::LoggedOut);
     assert!(harness.store().await.is_none());
-    assert!(client.calls.lock().unwrap().contains(&Call::Logout));
+    assert!(client.calls.contains(&Call::Logout));
     assert!(harness.ports.events.receive(1, Duration::from_millis(100)).await.unwrap().is_empty());
     harness.stop().await;
 }
@@ -455,7 +473,6 @@ impl Harness {
     async fn stop_session(&self, client: Started) {
         client.events.send(ClientEvent::StreamReplaced).unwrap();
         self.expect_states(&["disconnected"]).await;
-        self.wait_for_state(InstanceState::Disconnected).await;
     }
 }
 
@@ -468,7 +485,7 @@ async fn a_host_stopping_saves_every_session_and_records_disconnected() {
     let _dir = harness.stop().await;
     let state = ports.registry.instance(&instance).await.unwrap().unwrap().connection.state;
     assert_eq!(state, InstanceState::Disconnected);
-    assert!(client.calls.lock().unwrap().contains(&Call::Stop));
+    assert!(client.calls.contains(&Call::Stop));
     assert!(ports.blobs.exists(&BlobKey::session_store(&instance)).await.unwrap(), "saved on the way down");
 }
 
@@ -478,12 +495,10 @@ async fn the_presence_is_set_again_after_the_client_learns_the_name() {
     let client = pair(&mut harness).await;
     // whatsapp-rust announces `available` by itself when the name arrives; the session corrects it.
     client.events.send(ClientEvent::PushName { name: "Ana Maria".into() }).unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while client.calls.lock().unwrap().as_slice() != [Call::Presence(false), Call::Presence(false)] {
-        assert!(tokio::time::Instant::now() < deadline, "calls: {:?}", client.calls.lock().unwrap());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let instance = harness.ports.registry.instance(&harness.instance).await.unwrap().unwrap();
-    assert_eq!(instance.profile.name.as_deref(), Some("Ana Maria"));
-    harness.stop().await;
+    client.calls.wait_for(&[Call::Presence(false), Call::Presence(false)]).await;
+    // Stopping the host awaits the session's last write.
+    let (ports, instance) = (harness.ports.clone(), harness.instance.clone());
+    let _dir = harness.stop().await;
+    let profile = ports.registry.instance(&instance).await.unwrap().unwrap().profile.clone();
+    assert_eq!(profile.name.as_deref(), Some("Ana Maria"));
 }

@@ -81,7 +81,7 @@ pub async fn registry_contract(registry: Arc<dyn InstanceRegistry>) {
 
     // A create race on one name has exactly one winner.
     let racers: Vec<_> = (0..8).map(|_| instance(&keys, &acme.id, "raced")).collect();
-    let results = futures_join_all(racers.iter().map(|r| registry.insert_instance(r, 100))).await;
+    let results = futures::future::join_all(racers.iter().map(|r| registry.insert_instance(r, 100))).await;
     assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
     assert!(results.iter().all(|r| r.is_ok() || matches!(r, Err(Error::InstanceExists(_)))));
 
@@ -133,26 +133,6 @@ pub async fn registry_contract(registry: Arc<dyn InstanceRegistry>) {
     registry.delete_connect_request(&request.id).await.unwrap();
     registry.answer_connect_request(&request.id, outcome).await.unwrap();
     assert_eq!(registry.connect_request(&request.id).await.unwrap(), None);
-}
-
-/// Polls all futures concurrently on the current task.
-async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let mut pinned: Vec<_> = futures.map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (future, output) in pinned.iter_mut().zip(outputs.iter_mut()) {
-            if output.is_none() {
-                match future.as_mut().poll(cx) {
-                    std::task::Poll::Ready(value) => *output = Some(value),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
-    })
-    .await;
-    outputs.into_iter().map(|o| o.expect("every future finished")).collect()
 }
 
 /// The [`BlobStore`] contract.

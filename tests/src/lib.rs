@@ -75,45 +75,32 @@ impl TestResponse {
 
 impl TestApp {
     pub fn new() -> Self {
-        Self::open(Arc::new(tempfile::tempdir().expect("temp dir")))
+        Self::with_ports(|ports| ports)
     }
 
     /// A fresh process on the same data directory, as after a restart.
     pub fn reopen(&self) -> Self {
-        Self::open(self.dir.clone())
+        Self::build(self.dir.clone(), |ports| ports, TEST_CONNECT_WAIT)
     }
 
     /// An app whose ports are the embedded ones as changed by `adapt` (to inject failures, say).
     pub fn with_ports(adapt: impl FnOnce(Ports) -> Ports) -> Self {
-        Self::build(Arc::new(tempfile::tempdir().expect("temp dir")), adapt)
-    }
-
-    fn open(dir: Arc<TempDir>) -> Self {
-        Self::build(dir, |ports| ports)
-    }
-
-    fn build(dir: Arc<TempDir>, adapt: impl FnOnce(Ports) -> Ports) -> Self {
-        Self::build_with_wait(dir, adapt, TEST_CONNECT_WAIT)
+        Self::build(Arc::new(tempfile::tempdir().expect("temp dir")), adapt, TEST_CONNECT_WAIT)
     }
 
     /// An app on `dir` whose connect calls wait `connect_wait` for a session host.
     pub fn with_connect_wait(dir: Arc<TempDir>, connect_wait: Duration) -> Self {
-        Self::build_with_wait(dir, |ports| ports, connect_wait)
+        Self::build(dir, |ports| ports, connect_wait)
     }
 
-    fn build_with_wait(
-        dir: Arc<TempDir>,
-        adapt: impl FnOnce(Ports) -> Ports,
-        connect_wait: Duration,
-    ) -> Self {
+    fn build(dir: Arc<TempDir>, adapt: impl FnOnce(Ports) -> Ports, connect_wait: Duration) -> Self {
         let ports = adapt(embedded::open(dir.path()).expect("embedded store opens"));
-        let keys = Keyring::new(&embedded::master_key(dir.path()).expect("key"));
+        let keys = Arc::new(Keyring::new(&embedded::master_key(dir.path()).expect("key")));
         let clock = Arc::new(ManualClock::at(Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()));
         let policy = ConnectPolicy { wait: connect_wait, poll_interval: Duration::from_millis(5) };
-        let keys_for_host = keys.clone();
-        let services = Services::new(ports.clone(), keys, clock.clone(), policy);
+        let services = Services::new(ports.clone(), keys.clone(), clock.clone(), policy);
         let router = ryze_functions::router(AppState::new(services.clone()));
-        Self { router, services, ports, keys: Arc::new(keys_for_host), clock, dir }
+        Self { router, services, ports, keys, clock, dir }
     }
 
     pub async fn account(&self) -> TestAccount {

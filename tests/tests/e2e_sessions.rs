@@ -26,7 +26,8 @@ async fn account(app: &TestApp) -> TestAccount {
     .await
 }
 
-/// Polls `list` until the instance's state is `state`; returns the item.
+/// Polls `list` until the instance's state is `state`, as the contract tells clients to watch an
+/// instance; returns the item.
 async fn wait_for_state(app: &TestApp, token: &str, name: &str, state: &str) -> Value {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
@@ -172,23 +173,20 @@ async fn logout_unlinks_and_the_next_connect_shows_a_fresh_qr() {
     let logout = app.delete("/api/instance/logout/out", &account.token).await;
     assert_eq!(logout.status, StatusCode::OK, "{}", logout.text);
     wait_for_state(app, &account.token, "out", "loggedout").await;
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !fake.unlinked(PHONE) {
-        assert!(tokio::time::Instant::now() < deadline, "the device was not unlinked on WhatsApp");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let unlinked = || fake.unlinked(PHONE);
+    fake.wait_for("the device's unlink", DEADLINE, unlinked).await.expect("unlinked on WhatsApp");
     let reconnect = app.post("/api/instance/reconnect/out", &account.token, json!({})).await;
     assert_eq!(reconnect.status, StatusCode::BAD_REQUEST, "the credentials are gone");
     let id = app.get("/api/instance/list?instanceName=out", &account.token).await.json["instances"][0]["id"]
         .as_str()
         .map(ryze_core::domain::InstanceId::from_stored)
         .expect("id");
+    // The session wipes the store before it unlinks the device: none outlives the logout.
     let store = ryze_core::ports::BlobKey::session_store(&id);
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while app.ports.blobs.exists(&store).await.expect("blob store") {
-        assert!(tokio::time::Instant::now() < deadline, "a credential store outlived the logout");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert!(
+        !app.ports.blobs.exists(&store).await.expect("blob store"),
+        "a credential store outlived the logout"
+    );
 
     let again = app.get("/api/instance/connect/out", &account.token).await;
     assert_eq!(again.status, StatusCode::OK, "{}", again.text);
@@ -398,30 +396,22 @@ async fn delete_unlinks_a_live_device_and_removes_everything() {
 
     let deleted = app.delete("/api/instance/delete/doomed", &account.token).await;
     assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.text);
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !fake.unlinked(PHONE) {
-        assert!(tokio::time::Instant::now() < deadline, "the device was not unlinked on WhatsApp");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let unlinked = || fake.unlinked(PHONE);
+    fake.wait_for("the device's unlink", DEADLINE, unlinked).await.expect("unlinked on WhatsApp");
     let list = app.get("/api/instance/list?instanceName=doomed", &account.token).await;
     assert_eq!(list.status, StatusCode::NOT_FOUND);
     assert_eq!(app.get("/api/instance/getSettings/doomed", &token).await.status, StatusCode::UNAUTHORIZED);
-    // Nothing of the session is left on disk either.
-    let mut left = Vec::new();
-    for dir in ["blobs/sessions", "sessions"] {
-        if let Ok(entries) = std::fs::read_dir(app.dir.path().join(dir)) {
-            left.extend(entries.flatten().map(|e| e.path()));
+    // Nothing of the session is left on disk either, once the host has stopped its sessions.
+    let dir = app.dir.clone();
+    system.stop().await;
+    for place in ["blobs/sessions", "sessions"] {
+        let Ok(entries) = std::fs::read_dir(dir.path().join(place)) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let empty_dir = std::fs::read_dir(&path).is_ok_and(|mut d| d.next().is_none());
+            assert!(empty_dir, "left behind: {}", path.display());
         }
     }
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while left
-        .iter()
-        .any(|path| path.exists() && std::fs::read_dir(path).map_or(true, |mut d| d.next().is_some()))
-    {
-        assert!(tokio::time::Instant::now() < deadline, "left behind: {left:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    system.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

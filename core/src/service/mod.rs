@@ -32,8 +32,8 @@ pub struct Services {
 }
 
 impl Services {
-    pub fn new(ports: Ports, keys: Keyring, clock: Arc<dyn Clock>, connect: ConnectPolicy) -> Self {
-        let keys = Arc::new(keys);
+    /// Services on `ports`, sealing and hashing with `keys` (shared with a session host).
+    pub fn new(ports: Ports, keys: Arc<Keyring>, clock: Arc<dyn Clock>, connect: ConnectPolicy) -> Self {
         Self {
             auth: Arc::new(Auth::new(ports.registry.clone(), keys.clone())),
             limiter: Arc::new(RateLimiter::new(ports.counters.clone(), clock.clone())),

@@ -422,6 +422,7 @@ impl<F: ClientFactory> Session<F> {
     }
 
     async fn logout(&mut self) {
+        // Wiped before the device is unlinked: once WhatsApp sees the unlink, no credentials remain.
         self.wipe_store().await;
         self.release_client(true, "logged out").await;
         // The control plane may have recorded the logout already; one transition, one event.
@@ -436,8 +437,8 @@ impl<F: ClientFactory> Session<F> {
     }
 
     async fn delete(&mut self) {
-        self.release_client(true, "instance deleted").await;
         self.wipe_store().await;
+        self.release_client(true, "instance deleted").await;
     }
 
     /// Stops the client, unlinking the device first when `unlink`, fails waiting connect calls

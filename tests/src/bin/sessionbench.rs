@@ -116,7 +116,7 @@ async fn main() -> Result<(), BoxError> {
     let options = options()?;
     let dir = tempfile::tempdir()?;
     let ports = embedded::open(dir.path())?;
-    let keys = Keyring::new(&MasterKey::generate());
+    let keys = Arc::new(Keyring::new(&MasterKey::generate()));
     let policy = ConnectPolicy { wait: Duration::from_secs(60), poll_interval: Duration::from_millis(10) };
     let services = Services::new(ports.clone(), keys.clone(), Arc::new(SystemClock), policy);
     let limits = AccountLimits {
@@ -135,7 +135,7 @@ async fn main() -> Result<(), BoxError> {
     config.max_sessions = options.sessions + 1;
     let factory = WhatsAppFactory::new(&config).expect("the host configuration is valid");
     let stop = CancellationToken::new();
-    let host = tokio::spawn(SessionHost::new(ports, Arc::new(keys), config, factory).run(stop.clone()));
+    let host = tokio::spawn(SessionHost::new(ports, keys, config, factory).run(stop.clone()));
     let bench = Arc::new(Bench { services, caller, control: options.control });
 
     // One session first: code, caches and pools that every session shares are not per-session cost.

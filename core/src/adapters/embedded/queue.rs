@@ -31,14 +31,6 @@ impl<M> InProcessQueue<M> {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.messages.lock().map(|m| m.len()).unwrap_or_default()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     fn take(&self, max: usize) -> Result<Vec<M>> {
         let mut messages = self.messages.lock().map_err(|_| Error::storage("queue poisoned"))?;
         let n = max.min(messages.len());
