@@ -310,7 +310,14 @@ async fn a_pairing_code_login_asks_the_client_for_a_code() {
     let client = harness.next_start().await;
     assert_eq!(harness.answer(&request).await, ConnectOutcome::PairingCode { code: "ABCD1234".into() });
     assert_eq!(client.calls.snapshot(), [Call::PairingCode("5511999999999".into())]);
-    harness.expect_states(&["connecting", "pairing_code_ready"]).await;
+    // The client also reports the code as an event; it is the same code, and no second event.
+    client.events.send(ClientEvent::PairingCode { code: "ABCD1234".into() }).unwrap();
+    client
+        .events
+        .send(ClientEvent::PairSuccess { jid: "5511999999999:3@s.whatsapp.net".into(), business_name: None })
+        .unwrap();
+    client.events.send(ClientEvent::Connected { jid: None, push_name: None }).unwrap();
+    harness.expect_states(&["connecting", "pairing_code_ready", "connected"]).await;
     harness.stop().await;
 }
 

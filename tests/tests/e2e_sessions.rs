@@ -45,11 +45,18 @@ async fn wait_for_state(app: &TestApp, token: &str, name: &str, state: &str) -> 
     }
 }
 
-/// Every `instance.state` event so far, as its `data.state`, without repeated QR rotations.
-async fn states_so_far(app: &TestApp) -> Vec<String> {
-    let events = app.ports.events.receive(1000, Duration::from_millis(50)).await.expect("events");
-    let mut states: Vec<String> =
-        events.iter().map(|d| d.message.data["state"].as_str().unwrap_or_default().to_owned()).collect();
+/// The `instance.state` events from the next one up to the first `last`, as their `data.state`,
+/// without repeated QR rotations. A state is recorded before its event is published, so a test
+/// that saw a state through `list` awaits its event here.
+async fn states_until(app: &TestApp, last: &str) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let mut states: Vec<String> = Vec::new();
+    while states.last().map(String::as_str) != Some(last) {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        assert!(!left.is_zero(), "no {last} event: {states:?}");
+        let events = app.ports.events.receive(1, left).await.expect("events");
+        states.extend(events.iter().map(|d| d.message.data["state"].as_str().unwrap_or_default().to_owned()));
+    }
     states.dedup_by(|a, b| a == "qr_ready" && b == "qr_ready");
     states
 }
@@ -113,7 +120,7 @@ async fn a_qr_login_end_to_end() {
     fake.scan_qr(&qr, PHONE).await.expect("the phone scans");
     let item = wait_for_state(app, &account.token, "sales", "connected").await;
     assert_eq!(item["connection"]["numberJid"], format!("{PHONE}@s.whatsapp.net"));
-    assert_eq!(states_so_far(app).await, ["connecting", "qr_ready", "connected"]);
+    assert_eq!(states_until(app, "connected").await, ["connecting", "qr_ready", "connected"]);
     system.stop().await;
 }
 
@@ -132,10 +139,7 @@ async fn a_pairing_code_login_end_to_end() {
     fake.enter_pairing_code(PHONE, &code).await.expect("the phone accepts the code");
     let item = wait_for_state(app, &account.token, "code", "connected").await;
     assert_eq!(item["connection"]["numberJid"], format!("{PHONE}@s.whatsapp.net"));
-    let states = states_so_far(app).await;
-    assert_eq!(states.first().map(String::as_str), Some("connecting"));
-    assert!(states.contains(&"pairing_code_ready".to_owned()), "{states:?}");
-    assert_eq!(states.last().map(String::as_str), Some("connected"));
+    assert_eq!(states_until(app, "connected").await, ["connecting", "pairing_code_ready", "connected"]);
     system.stop().await;
 }
 
@@ -156,8 +160,7 @@ async fn a_restart_then_reconnect_needs_no_qr() {
     let item = wait_for_state(app, &account.token, "durable", "connected").await;
     assert_eq!(item["connection"]["numberJid"], format!("{PHONE}@s.whatsapp.net"));
     assert_eq!(fake.logins(PHONE), 2, "logged in again with the saved credentials");
-    let states = states_so_far(app).await;
-    assert!(!states.contains(&"qr_ready".to_owned()), "no QR on reconnect: {states:?}");
+    assert_eq!(states_until(app, "connected").await, ["connecting", "connected"], "no QR on reconnect");
     system.stop().await;
 }
 
@@ -210,7 +213,7 @@ async fn each_failure_stanza_gives_its_state() {
         let phone = format!("55119000000{n:02}");
         app.create(&account.token, json!({"name": name})).await;
         link_by_qr(&system, &fake, &account.token, name, &phone).await;
-        states_so_far(app).await;
+        states_until(app, "connected").await;
         match name {
             "removed" => fake.logout(&phone).await,
             "locked" => fake.ban(&phone).await,
@@ -218,9 +221,8 @@ async fn each_failure_stanza_gives_its_state() {
             _ => fake.replace(&phone).await,
         }
         .expect("the stanza is sent");
+        assert_eq!(states_until(app, event).await, [event], "{name}");
         wait_for_state(app, &account.token, name, state).await;
-        let states = states_so_far(app).await;
-        assert!(states.contains(&event.to_owned()), "{name}: {states:?}");
     }
     system.stop().await;
 }
@@ -370,16 +372,10 @@ async fn a_dropped_socket_is_connecting_until_the_client_is_back() {
     let account = account(app).await;
     app.create(&account.token, json!({"name": "flaky"})).await;
     link_by_qr(&system, &fake, &account.token, "flaky", PHONE).await;
-    states_so_far(app).await;
+    states_until(app, "connected").await;
 
     fake.drop_socket(PHONE).await.expect("the socket is dropped");
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    let mut seen = Vec::new();
-    while seen.last().map(String::as_str) != Some("connected") {
-        assert!(tokio::time::Instant::now() < deadline, "not back: {seen:?}");
-        seen.extend(states_so_far(app).await);
-    }
-    assert_eq!(seen, ["connecting", "connected"]);
+    assert_eq!(states_until(app, "connected").await, ["connecting", "connected"]);
     assert_eq!(fake.logins(PHONE), 2, "the client logged in again by itself, with no QR");
     wait_for_state(app, &account.token, "flaky", "connected").await;
     system.stop().await;

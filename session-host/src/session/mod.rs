@@ -269,6 +269,8 @@ impl<F: ClientFactory> Session<F> {
 
     async fn on_client_event(&mut self, event: ClientEvent) {
         match event {
+            // Codes matter only while pairing; one arriving after the phone accepted is stale.
+            ClientEvent::QrCode { .. } | ClientEvent::PairingCode { .. } if self.phase != Phase::Pairing => {}
             ClientEvent::QrCode { code } => {
                 // A pairing-code login shows no QR: the code it was given stays the answer.
                 if !matches!(self.login, Some(LoginMethod::PairingCode { .. })) {
@@ -351,11 +353,16 @@ impl<F: ClientFactory> Session<F> {
             }
             ConnectOutcome::Failed { .. } => return,
         };
+        // whatsapp-rust reports a pairing code twice (the call's result and an event): the same code
+        // again is no new code, and gets no second event.
+        let repeated = self.code.as_ref() == Some(&code);
         self.code = Some(code.clone());
         for request in std::mem::take(&mut self.waiting) {
             self.answer(&request, code.clone()).await;
         }
-        self.publish(&change).await;
+        if !repeated {
+            self.publish(&change).await;
+        }
     }
 
     async fn on_connected(&mut self, jid: Option<String>, push_name: Option<String>) {
