@@ -1,28 +1,31 @@
 //! `ryze`: the all-in-one binary.
 //!
-//! - `ryze serve`: the whole system in one process on the embedded adapters (SQLite, in-process
-//!   queues, a directory of blobs) under one data directory.
-//! - `ryze account create|update`: the operator's account commands, against the same store.
+//! - `ryze serve`: the whole system in one process: the API and a session host, on the embedded
+//!   adapters (SQLite, in-process queues, a directory of blobs) under one data directory, or with
+//!   `--backend aws` on DynamoDB, SQS and S3, where any number of them share one deployment.
+//! - `ryze account create|update`: the operator's account commands, against either backend.
+//! - `ryze aws provision`: creates a deployment's table, queues and bucket (an emulator, a sandbox).
 //! - `ryze openapi`: prints the OpenAPI document.
 //!
 //! This file is wiring only: configuration in, adapters and services built once, then served.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use ryze_core::adapters::embedded;
+use ryze_core::adapters::{aws, embedded};
 use ryze_core::clock::SystemClock;
 use ryze_core::domain::{AccountId, AccountLimits};
 use ryze_core::ports::Ports;
-use ryze_core::secrets::Keyring;
+use ryze_core::secrets::{Keyring, MasterKey};
 use ryze_core::service::{ConnectPolicy, NewAccount, Services};
 use ryze_core::telemetry::{self, LogFormat};
+use ryze_session_host::SessionHost;
+use ryze_session_host::runtime::{HostArgs, shutdown_signal};
 use ryze_session_host::whatsapp::WhatsAppFactory;
-use ryze_session_host::{self as session_host, HostConfig, SessionHost, WhatsAppUrl};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
@@ -46,11 +49,40 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// AWS resources for `--backend aws`.
+    Aws {
+        #[command(subcommand)]
+        command: AwsCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AwsCommand {
+    /// Create (or find) the table, queues and bucket at the configured AWS endpoint, and print the
+    /// `RYZE_*` variables that point at them, for `eval "$(ryze aws provision)"`. For an emulator or
+    /// a sandbox: production deploys template.yaml.
+    Provision {
+        /// Names every resource: lower-case letters, digits and dashes.
+        #[arg(long, default_value = "ryze")]
+        prefix: String,
+    },
+}
+
+/// Where the state lives.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    /// SQLite, in-process queues and a directory, under `--data-dir`.
+    Embedded,
+    /// DynamoDB, SQS and S3 named by `RYZE_TABLE`, `RYZE_COMMAND_QUEUE_URL`, `RYZE_EVENT_QUEUE_URL`,
+    /// `RYZE_BUCKET`, sealed with `RYZE_MASTER_KEY`; the AWS SDK's own variables apply.
+    Aws,
 }
 
 #[derive(Args, Debug)]
 struct DataArgs {
-    /// Where the embedded store lives; created on first use.
+    #[arg(long, env = "RYZE_BACKEND", value_enum, default_value = "embedded")]
+    backend: Backend,
+    /// Where the embedded store lives, created on first use; on AWS, the sessions' working files.
     #[arg(long, env = "RYZE_DATA_DIR", default_value = "ryze-data")]
     data_dir: PathBuf,
 }
@@ -66,50 +98,6 @@ struct ServeArgs {
     connect_wait_secs: u64,
     #[command(flatten)]
     host: HostArgs,
-}
-
-/// The in-process session host.
-#[derive(Args, Debug)]
-struct HostArgs {
-    /// WhatsApp's WebSocket address; `ws://` only to loopback (the tests' fake server).
-    #[arg(long, env = "RYZE_WHATSAPP_URL", default_value = session_host::config::WHATSAPP_URL)]
-    whatsapp_url: String,
-    /// The WhatsApp Web version announced, `2.3000.N`.
-    #[arg(long, env = "RYZE_WHATSAPP_WEB_VERSION", value_parser = parse_web_version)]
-    whatsapp_web_version: Option<(u32, u32, u32)>,
-    /// How long a QR login waits for a scan, in seconds.
-    #[arg(long, env = "RYZE_QR_BUDGET_SECS", default_value_t = 60)]
-    qr_budget_secs: u64,
-    /// Sessions this process holds at most.
-    #[arg(long, env = "RYZE_MAX_SESSIONS", default_value_t = 10_000)]
-    max_sessions: usize,
-    /// PEM file of extra trust roots for HTTPS proxies (a private CA).
-    #[arg(long, env = "RYZE_PROXY_CA_FILE")]
-    proxy_ca_file: Option<std::path::PathBuf>,
-}
-
-fn parse_web_version(text: &str) -> Result<(u32, u32, u32), String> {
-    let parts: Vec<u32> =
-        text.split('.').map(str::parse).collect::<Result<_, _>>().map_err(|e| format!("{e}"))?;
-    match parts.as_slice() {
-        [a, b, c] => Ok((*a, *b, *c)),
-        _ => Err("expected three numbers, like 2.3000.1026131876".into()),
-    }
-}
-
-impl HostArgs {
-    fn config(&self, data_dir: &Path) -> anyhow::Result<HostConfig> {
-        let url =
-            WhatsAppUrl::parse(&self.whatsapp_url).map_err(|e| anyhow::anyhow!("RYZE_WHATSAPP_URL: {e}"))?;
-        let mut config = HostConfig::new(url, data_dir.join("sessions"));
-        config.web_version = self.whatsapp_web_version.unwrap_or(config.web_version);
-        config.qr_budget = Duration::from_secs(self.qr_budget_secs);
-        config.max_sessions = self.max_sessions;
-        if let Some(path) = &self.proxy_ca_file {
-            config.proxy_roots = session_host::config::read_pem_certificates(path)?;
-        }
-        Ok(config)
-    }
 }
 
 #[derive(Args, Debug)]
@@ -167,37 +155,65 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", ryze_functions::openapi().to_pretty_json()?);
             Ok(())
         }
+        Command::Aws { command: AwsCommand::Provision { prefix } } => {
+            let resources = aws::provision::provision(&aws::sdk_config().await, &prefix).await?;
+            print!("{}", resources.to_env_lines());
+            // A shell that already has a key keeps it: what it sealed stays readable.
+            if std::env::var_os(MasterKey::VARIABLE).is_none() {
+                println!("{}={}", MasterKey::VARIABLE, MasterKey::generate().to_base64());
+            }
+            Ok(())
+        }
     }
 }
 
-/// The embedded store's ports and the deployment's keys.
-fn open_store(data_dir: &Path) -> anyhow::Result<(Ports, Arc<Keyring>)> {
-    let ports =
-        embedded::open(data_dir).with_context(|| format!("opening the store in {}", data_dir.display()))?;
-    let keys = Keyring::new(&embedded::master_key(data_dir).context("reading the sealing key")?);
-    Ok((ports, Arc::new(keys)))
+/// The backend's ports and the deployment's keys.
+async fn open_store(data: &DataArgs) -> anyhow::Result<(Ports, Arc<Keyring>)> {
+    let data_dir = &data.data_dir;
+    let (ports, key) = match data.backend {
+        Backend::Embedded => (
+            embedded::open(data_dir)
+                .with_context(|| format!("opening the store in {}", data_dir.display()))?,
+            embedded::master_key(data_dir).context("reading the sealing key")?,
+        ),
+        Backend::Aws => {
+            let resources = aws::AwsResources::from_env()?;
+            (aws::ports(&aws::sdk_config().await, &resources), MasterKey::from_env()?)
+        }
+    };
+    Ok((ports, Arc::new(Keyring::new(&key))))
 }
 
-fn services(data_dir: &Path, connect: ConnectPolicy) -> anyhow::Result<Services> {
-    let (ports, keys) = open_store(data_dir)?;
+async fn services(data: &DataArgs, connect: ConnectPolicy) -> anyhow::Result<Services> {
+    let (ports, keys) = open_store(data).await?;
     Ok(Services::new(ports, keys, Arc::new(SystemClock), connect))
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data.data_dir)?;
-    // The store's instance cache assumes one serving process per data directory.
-    let lock = std::fs::File::create(args.data.data_dir.join("serve.lock"))?;
+    // The embedded store's instance cache assumes one serving process per data directory; on AWS,
+    // processes share the deployment and each keeps its sessions' working files apart.
+    let lock_name = match args.data.backend {
+        Backend::Embedded => "serve.lock".to_owned(),
+        Backend::Aws => format!("serve-{}.lock", std::process::id()),
+    };
+    let lock = std::fs::File::create(args.data.data_dir.join(&lock_name))?;
     lock.try_lock()
         .map_err(|_| anyhow::anyhow!("{} is in use by another `ryze serve`", args.data.data_dir.display()))?;
-
-    let host_config = args.host.config(&args.data.data_dir)?;
-    let (ports, keys) = open_store(&args.data.data_dir)?;
-    // A poll of the embedded store is a SQLite point read: polling often costs nothing and takes the
-    // code to the caller sooner.
-    let connect = ConnectPolicy {
-        wait: Duration::from_secs(args.connect_wait_secs),
-        poll_interval: Duration::from_millis(10),
+    let work_dir = match args.data.backend {
+        Backend::Embedded => args.data.data_dir.join("sessions"),
+        Backend::Aws => args.data.data_dir.join(format!("sessions-{}", std::process::id())),
     };
+
+    let host_config = args.host.config(&work_dir)?;
+    let (ports, keys) = open_store(&args.data).await?;
+    // A poll of the embedded store is a SQLite point read: polling often costs nothing and takes the
+    // code to the caller sooner. On DynamoDB each poll is a billed consistent read.
+    let poll_interval = match args.data.backend {
+        Backend::Embedded => Duration::from_millis(10),
+        Backend::Aws => Duration::from_millis(25),
+    };
+    let connect = ConnectPolicy { wait: Duration::from_secs(args.connect_wait_secs), poll_interval };
     let services = Services::new(ports.clone(), keys.clone(), Arc::new(SystemClock), connect);
     let app = ryze_functions::router(ryze_functions::AppState::new(services));
     let factory = WhatsAppFactory::new(&host_config)?;
@@ -206,7 +222,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, data_dir = %args.data.data_dir.display(), "serving");
+    tracing::info!(listen = %listener.local_addr()?, backend = ?args.data.backend, data_dir = %args.data.data_dir.display(), "serving");
     // One stop for both: a signal ends the API's intake and the sessions (each saves its store).
     let stop = CancellationToken::new();
     let host = tokio::spawn(host.run(stop.clone()));
@@ -222,35 +238,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = interrupt => {},
-        () = terminate => {},
-    }
-}
-
 async fn account(command: AccountCommand) -> anyhow::Result<()> {
     match command {
         AccountCommand::Create { name, limits, data } => {
-            let services = services(&data.data_dir, ConnectPolicy::default())?;
+            let services = services(&data, ConnectPolicy::default()).await?;
             let new = NewAccount { name, limits: limits.apply(AccountLimits::default()) };
             let (account, token) = services.accounts.create(new).await?;
             println!("{}", serde_json::json!({ "accountId": account.id, "token": token }));
         }
         AccountCommand::Update { id, limits, data } => {
-            let services = services(&data.data_dir, ConnectPolicy::default())?;
+            let services = services(&data, ConnectPolicy::default()).await?;
             let id = AccountId::from_stored(id);
             let current = services.accounts.get(&id).await?.context("no such account")?;
             let account = services.accounts.update_limits(&id, limits.apply(current.limits)).await?;

@@ -52,6 +52,8 @@ pub enum Error {
     ReconnectFailed { reason: &'static str },
     #[error("logout failed")]
     LogoutFailed(#[source] Box<Error>),
+    #[error("the stored object changed since it was read")]
+    BlobConflict,
     #[error("a sealed secret could not be opened")]
     Unseal,
     #[error("storage unavailable")]

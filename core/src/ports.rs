@@ -140,12 +140,38 @@ impl BlobKey {
     }
 }
 
+/// Which write of an object a reader saw (an ETag on S3): what a conditional write is checked against.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BlobVersion(pub String);
+
+/// An object with the version it was read at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionedBlob {
+    pub bytes: Vec<u8>,
+    pub version: BlobVersion,
+}
+
 /// Opaque objects: credential stores and media.
 #[async_trait]
 pub trait BlobStore: Send + Sync {
     /// Writes the whole object, replacing any previous one atomically.
     async fn put(&self, key: &BlobKey, bytes: Vec<u8>) -> Result<()>;
-    async fn get(&self, key: &BlobKey) -> Result<Option<Vec<u8>>>;
+
+    /// Writes the whole object only if the stored one is still `expected` (`None`: only if there is
+    /// none), so that a writer that lost the object to another, or saw it deleted, cannot clobber
+    /// it: `Error::BlobConflict` otherwise. Returns the new version.
+    async fn put_if(
+        &self,
+        key: &BlobKey,
+        bytes: Vec<u8>,
+        expected: Option<&BlobVersion>,
+    ) -> Result<BlobVersion>;
+
+    async fn get(&self, key: &BlobKey) -> Result<Option<Vec<u8>>> {
+        Ok(self.get_versioned(key).await?.map(|blob| blob.bytes))
+    }
+
+    async fn get_versioned(&self, key: &BlobKey) -> Result<Option<VersionedBlob>>;
     /// Deleting what is not there succeeds.
     async fn delete(&self, key: &BlobKey) -> Result<()>;
     async fn exists(&self, key: &BlobKey) -> Result<bool>;

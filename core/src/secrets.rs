@@ -15,7 +15,7 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
 use crate::{Error, Result};
 
@@ -126,7 +126,37 @@ impl MasterKey {
         Self(random_bytes())
     }
 
-    /// Reads the key from its base64 text form (what the key file and `RYZE_SEAL_KEY` hold).
+    /// The variable a deployment passes its key in.
+    pub const VARIABLE: &str = "RYZE_MASTER_KEY";
+
+    /// Reads the key a deployment configures: 32 bytes in base64 (what `ryze aws provision` and the
+    /// key file hold), or any secret text of at least 32 characters (what a secrets manager
+    /// generates), from which the key is derived with SHA-256.
+    pub fn from_config(text: &str) -> Result<Self> {
+        let text = text.trim();
+        if let Ok(key) = Self::from_base64(text) {
+            return Ok(key);
+        }
+        if text.chars().count() < 32 {
+            return Err(Error::invalid_because(
+                Self::VARIABLE,
+                "32 bytes in base64, or at least 32 characters",
+            ));
+        }
+        let mut digest = Sha256::new();
+        digest.update(b"ryze master key v1\0");
+        digest.update(text.as_bytes());
+        Ok(Self(digest.finalize().into()))
+    }
+
+    /// Reads the key from [`Self::VARIABLE`].
+    pub fn from_env() -> Result<Self> {
+        let text = std::env::var(Self::VARIABLE)
+            .map_err(|_| Error::invalid_because(Self::VARIABLE, "is not set"))?;
+        Self::from_config(&text)
+    }
+
+    /// Reads the key from its base64 text form (what the key file holds).
     pub fn from_base64(text: &str) -> Result<Self> {
         let bytes =
             STANDARD.decode(text.trim()).map_err(|_| Error::invalid_because("sealKey", "not base64"))?;
@@ -229,6 +259,17 @@ fn random_bytes<const N: usize>() -> [u8; N] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_configured_key_is_base64_or_long_secret_text() {
+        let key = MasterKey::generate();
+        assert_eq!(MasterKey::from_config(&key.to_base64()).unwrap().0, key.0);
+        let generated = "Zx8pQ2vN7rT4kL9mW3bY6cF1hJ5dS0gA8eR2tU7iO4pK1lM9nB3vC6xZ5qW2eR8t";
+        let derived = MasterKey::from_config(generated).unwrap();
+        assert_eq!(derived.0, MasterKey::from_config(generated).unwrap().0, "derivation is stable");
+        assert_ne!(derived.0, MasterKey::from_config(&generated[1..]).unwrap().0);
+        assert!(MasterKey::from_config("short").is_err());
+    }
 
     fn keyring() -> Keyring {
         Keyring::new(&MasterKey::generate())

@@ -107,7 +107,9 @@ impl From<Error> for ApiError {
                 (S::INTERNAL_SERVER_ERROR, format!("Failed to reconnect: {reason}").into())
             }
             Error::LogoutFailed(_) => (S::INTERNAL_SERVER_ERROR, "Failed to logout instance".into()),
-            Error::Unseal | Error::Storage(_) => (S::INTERNAL_SERVER_ERROR, "Internal server error".into()),
+            Error::Unseal | Error::BlobConflict | Error::Storage(_) => {
+                (S::INTERNAL_SERVER_ERROR, "Internal server error".into())
+            }
         };
         let cause = status.is_server_error().then(|| Arc::new(error));
         Self { status, message, cause }

@@ -11,10 +11,12 @@
 //! - [`error`]: [`ApiError`], the one place the contract's error messages are written.
 //! - [`views`] and [`list`]: response bodies; [`qr`]: the QR code PNG.
 //! - [`openapi`]: the document's frame; `/openapi.json` and `/docs` serve it.
+//! - [`lambda`]: the router as a Lambda function (the `api` and `connect` binaries).
 
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod lambda;
 pub mod list;
 pub mod openapi;
 pub mod qr;

@@ -6,10 +6,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ryze_core::domain::{ConnectOutcome, InstanceId, SessionCommand};
-use ryze_core::ports::Ports;
+use ryze_core::ports::{CommandQueue, Delivery, Ports};
 use ryze_core::secrets::Keyring;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -33,10 +34,21 @@ const RECEIVE_WAIT: Duration = Duration::from_secs(20);
 /// How long the sessions get to save their stores and stop when the host stops.
 const DRAIN_BUDGET: Duration = Duration::from_secs(25);
 
+/// How many sessions a host holds, readable while it runs (health checks, scaling metrics).
+#[derive(Debug, Clone, Default)]
+pub struct SessionsGauge(Arc<AtomicUsize>);
+
+impl SessionsGauge {
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// A session host: runs until its shutdown token is cancelled.
 pub struct SessionHost<F: ClientFactory> {
     ctx: Arc<HostContext<F>>,
     sessions: HashMap<InstanceId, LiveSession>,
+    gauge: SessionsGauge,
     tasks: JoinSet<Finished>,
     next_generation: u64,
 }
@@ -51,9 +63,14 @@ impl<F: ClientFactory> SessionHost<F> {
         Self {
             ctx: Arc::new(HostContext { ports, keys, config, factory }),
             sessions: HashMap::new(),
+            gauge: SessionsGauge::default(),
             tasks: JoinSet::new(),
             next_generation: 0,
         }
+    }
+
+    pub fn gauge(&self) -> SessionsGauge {
+        self.gauge.clone()
     }
 
     /// Serves commands until `shutdown` is cancelled, then stops every session (each saves its
@@ -62,10 +79,14 @@ impl<F: ClientFactory> SessionHost<F> {
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), HostError> {
         tracing::info!(max_sessions = self.ctx.config.max_sessions, "session host started");
         let sessions_stop = shutdown.child_token();
+        // One receive stays in flight across loop turns: dropping a long poll that SQS has already
+        // answered would hide its messages until their visibility timeout.
+        let mut receiving = Box::pin(receive(self.ctx.ports.commands.clone()));
         loop {
             tokio::select! {
-                received = self.ctx.ports.commands.receive(10, RECEIVE_WAIT) => match received {
+                received = &mut receiving => match received {
                     Ok(batch) => {
+                        receiving.set(receive(self.ctx.ports.commands.clone()));
                         for delivery in batch {
                             self.route(delivery.message, &sessions_stop).await;
                             if let Err(error) = self.ctx.ports.commands.ack(&delivery.receipt).await {
@@ -76,11 +97,13 @@ impl<F: ClientFactory> SessionHost<F> {
                     Err(error) => {
                         tracing::error!(%error, "command queue unavailable");
                         tokio::time::sleep(Duration::from_secs(1)).await;
+                        receiving.set(receive(self.ctx.ports.commands.clone()));
                     }
                 },
                 Some(done) = self.tasks.join_next() => self.on_finished(done, &sessions_stop).await,
                 () = shutdown.cancelled() => break,
             }
+            self.gauge.0.store(self.sessions.len(), Ordering::Relaxed);
         }
         sessions_stop.cancel();
         let drained =
@@ -132,7 +155,13 @@ impl<F: ClientFactory> SessionHost<F> {
             self.sessions.insert(instance, LiveSession { generation, mailbox });
         }
     }
+}
 
+async fn receive(commands: Arc<CommandQueue>) -> ryze_core::Result<Vec<Delivery<SessionCommand>>> {
+    commands.receive(10, RECEIVE_WAIT).await
+}
+
+impl<F: ClientFactory> SessionHost<F> {
     async fn on_finished(
         &mut self,
         done: Result<Finished, tokio::task::JoinError>,

@@ -12,11 +12,13 @@
 //! - [`client`]: the seam between a session and its WhatsApp client.
 //! - [`whatsapp`]: that seam on whatsapp-rust; [`proxy`]: its socket through HTTP/HTTPS/SOCKS5 proxies.
 //! - [`config`]: the host's configuration and the WhatsApp address rule.
+//! - [`runtime`]: the flags and shutdown signal of a process that runs a host.
 
 pub mod client;
 pub mod config;
 pub mod fleet;
 pub mod proxy;
+pub mod runtime;
 mod session;
 pub mod whatsapp;
 

@@ -147,6 +147,23 @@ pub async fn blob_store_contract(blobs: Arc<dyn BlobStore>) {
     blobs.delete(&key).await.unwrap();
     blobs.delete(&key).await.unwrap();
     assert!(!blobs.exists(&key).await.unwrap());
+
+    // Conditional writes: only over the version read, or over nothing.
+    let first = blobs.put_if(&key, b"one".to_vec(), None).await.unwrap();
+    assert!(matches!(blobs.put_if(&key, b"stale".to_vec(), None).await, Err(Error::BlobConflict)));
+    let read = blobs.get_versioned(&key).await.unwrap().unwrap();
+    assert_eq!((read.bytes.as_slice(), &read.version), (&b"one"[..], &first));
+    let second = blobs.put_if(&key, b"two".to_vec(), Some(&first)).await.unwrap();
+    assert_ne!(first, second);
+    assert!(matches!(blobs.put_if(&key, b"stale".to_vec(), Some(&first)).await, Err(Error::BlobConflict)));
+    assert_eq!(blobs.get(&key).await.unwrap().as_deref(), Some(&b"two"[..]));
+    // A writer that saw the object cannot bring it back once it is deleted.
+    blobs.delete(&key).await.unwrap();
+    assert!(matches!(blobs.put_if(&key, b"revived".to_vec(), Some(&second)).await, Err(Error::BlobConflict)));
+    assert!(!blobs.exists(&key).await.unwrap());
+    // Same bytes, written again over the version read, are still a new write.
+    let again = blobs.put_if(&key, b"two".to_vec(), None).await.unwrap();
+    blobs.put_if(&key, b"two".to_vec(), Some(&again)).await.unwrap();
 }
 
 /// The [`Queue`] contract, on string messages.
@@ -165,4 +182,21 @@ pub async fn queue_contract(queue: Arc<dyn Queue<String>>) {
         }
     }
     assert_eq!(received, ["one", "two", "three"]);
+
+    // A receive given up while it waits takes nothing off the queue: the message sent meanwhile
+    // is there for the next receive at once.
+    let abandoned =
+        tokio::time::timeout(Duration::from_millis(300), queue.receive(10, Duration::from_secs(3)));
+    assert!(abandoned.await.is_err(), "nothing to receive yet");
+    queue.send(&"four".to_owned()).await.unwrap();
+    let mut later = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    while later.is_empty() && tokio::time::Instant::now() < deadline {
+        later = queue.receive(10, Duration::from_secs(1)).await.unwrap();
+    }
+    let bodies: Vec<_> = later.iter().map(|d| d.message.as_str()).collect();
+    assert_eq!(bodies, ["four"], "the message sent during an abandoned receive is delivered");
+    for delivery in later {
+        queue.ack(&delivery.receipt).await.unwrap();
+    }
 }

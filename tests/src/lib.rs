@@ -1,10 +1,15 @@
-//! Fixtures for the integration tests: an app on the embedded adapters in a temporary directory, a
-//! controllable clock, an HTTP request helper, and a stand-in session host that answers connect
-//! commands the way the real one does (through the command queue and the registry).
+//! Fixtures for the integration tests: an app on either adapter set (the embedded ones in a temporary
+//! directory, or the AWS ones on moto), a controllable clock, an HTTP request helper, and a stand-in
+//! session host that answers connect commands the way the real one does (through the command queue
+//! and the registry).
+//!
+//! A suite runs on both adapter sets by being compiled into two test binaries, each of which names
+//! its [`Backend`].
 
 // Fixtures are test code: a failed step should panic with the step's error.
 #![allow(clippy::unwrap_used)]
 
+pub mod aws;
 pub mod contract;
 pub mod fake_whatsapp;
 pub mod proxies;
@@ -18,11 +23,12 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use chrono::{TimeZone, Utc};
 use http_body_util::BodyExt;
-use ryze_core::adapters::embedded;
+use ryze_core::adapters::aws::AwsResources;
+use ryze_core::adapters::{aws as aws_adapters, embedded};
 use ryze_core::clock::ManualClock;
 use ryze_core::domain::{AccountLimits, ConnectOutcome, SessionCommand};
 use ryze_core::ports::Ports;
-use ryze_core::secrets::Keyring;
+use ryze_core::secrets::{Keyring, MasterKey};
 use ryze_core::service::{ConnectPolicy, NewAccount, Services};
 use ryze_functions::AppState;
 use serde_json::Value;
@@ -33,6 +39,113 @@ use tower::ServiceExt;
 /// the no-answer path quick.
 pub const TEST_CONNECT_WAIT: Duration = Duration::from_millis(400);
 
+/// Which adapter set an app runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    /// The AWS adapters on the moto server of [`aws::endpoint`].
+    Aws,
+}
+
+/// Where an app's state is: `reopen` builds a new app on the same one.
+pub struct Storage {
+    /// The embedded data directory; on AWS, the session host's working directory.
+    pub dir: TempDir,
+    pub aws: Option<(aws_config::SdkConfig, AwsResources)>,
+    master_key: MasterKey,
+}
+
+impl Storage {
+    pub async fn new(backend: Backend) -> Arc<Self> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (aws, master_key) = match backend {
+            Backend::Embedded => (None, embedded::master_key(dir.path()).expect("key")),
+            Backend::Aws => (Some(aws::provision().await), MasterKey::generate()),
+        };
+        Arc::new(Self { dir, aws, master_key })
+    }
+
+    pub fn backend(&self) -> Backend {
+        if self.aws.is_some() { Backend::Aws } else { Backend::Embedded }
+    }
+
+    pub fn ports(&self) -> Ports {
+        match &self.aws {
+            None => embedded::open(self.dir.path()).expect("embedded store opens"),
+            Some((config, resources)) => aws_adapters::ports(config, resources),
+        }
+    }
+
+    /// Every byte the deployment stores (files, or table items and objects), for secret scans.
+    pub async fn stored_bytes(&self) -> Vec<u8> {
+        let mut stored = Vec::new();
+        for entry in walk(self.dir.path()) {
+            stored.extend(std::fs::read(entry).unwrap_or_default());
+        }
+        if let Some((config, resources)) = &self.aws {
+            let table = aws_sdk_dynamodb::Client::new(config);
+            let items: Vec<_> = table
+                .scan()
+                .table_name(&resources.table)
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<_, _>>()
+                .await
+                .unwrap();
+            stored.extend(format!("{items:?}").into_bytes());
+            for key in self.blob_keys("").await {
+                let blob = ryze_core::ports::BlobKey::new(key).unwrap();
+                stored.extend(self.ports().blobs.get(&blob).await.unwrap().unwrap_or_default());
+            }
+        }
+        stored
+    }
+
+    /// Where a session's credential store may still be: store files and blobs, every version of
+    /// them on a versioned bucket included.
+    pub async fn session_store_leftovers(&self) -> Vec<String> {
+        let mut left: Vec<String> = walk(&self.dir.path().join("sessions"))
+            .chain(walk(&self.dir.path().join("blobs/sessions")))
+            .map(|path| path.display().to_string())
+            .collect();
+        left.extend(self.blob_keys("sessions/").await);
+        left
+    }
+
+    /// Keys of every object version and delete marker under `prefix` in the bucket.
+    async fn blob_keys(&self, prefix: &str) -> Vec<String> {
+        let Some((config, resources)) = &self.aws else { return Vec::new() };
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(config).force_path_style(true).build(),
+        );
+        let listed = s3
+            .list_object_versions()
+            .bucket(&resources.bucket)
+            .prefix(prefix)
+            .send()
+            .await
+            .expect("list versions");
+        let versions = listed.versions().iter().filter_map(|v| v.key());
+        let markers = listed.delete_markers().iter().filter_map(|m| m.key());
+        versions.chain(markers).map(str::to_owned).collect()
+    }
+}
+
+/// Every file under `dir`, recursively; nothing when it does not exist.
+fn walk(dir: &std::path::Path) -> impl Iterator<Item = std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(next) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&next) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() { pending.push(path) } else { files.push(path) }
+        }
+    }
+    files.into_iter()
+}
+
 pub struct TestApp {
     pub router: Router,
     pub services: Services,
@@ -40,8 +153,8 @@ pub struct TestApp {
     /// The deployment's keys, for a session host beside the app.
     pub keys: Arc<Keyring>,
     pub clock: Arc<ManualClock>,
-    /// Holds the data directory alive; `reopen` builds a new app on the same one.
-    pub dir: Arc<TempDir>,
+    /// Holds the state alive; `reopen` builds a new app on the same one.
+    pub storage: Arc<Storage>,
 }
 
 /// An account made for a test, with its TokenAccount.
@@ -74,33 +187,37 @@ impl TestResponse {
 }
 
 impl TestApp {
-    pub fn new() -> Self {
-        Self::with_ports(|ports| ports)
+    pub async fn on(backend: Backend) -> Self {
+        Self::with_ports(backend, |ports| ports).await
     }
 
-    /// A fresh process on the same data directory, as after a restart.
+    /// A fresh process on the same state, as after a restart.
     pub fn reopen(&self) -> Self {
-        Self::build(self.dir.clone(), |ports| ports, TEST_CONNECT_WAIT)
+        Self::build(self.storage.clone(), |ports| ports, TEST_CONNECT_WAIT)
     }
 
-    /// An app whose ports are the embedded ones as changed by `adapt` (to inject failures, say).
-    pub fn with_ports(adapt: impl FnOnce(Ports) -> Ports) -> Self {
-        Self::build(Arc::new(tempfile::tempdir().expect("temp dir")), adapt, TEST_CONNECT_WAIT)
+    /// An app whose ports are the backend's as changed by `adapt` (to inject failures, say).
+    pub async fn with_ports(backend: Backend, adapt: impl FnOnce(Ports) -> Ports) -> Self {
+        Self::build(Storage::new(backend).await, adapt, TEST_CONNECT_WAIT)
     }
 
-    /// An app on `dir` whose connect calls wait `connect_wait` for a session host.
-    pub fn with_connect_wait(dir: Arc<TempDir>, connect_wait: Duration) -> Self {
-        Self::build(dir, |ports| ports, connect_wait)
+    /// An app on `storage` whose connect calls wait `connect_wait` for a session host.
+    pub fn with_connect_wait(storage: Arc<Storage>, connect_wait: Duration) -> Self {
+        Self::build(storage, |ports| ports, connect_wait)
     }
 
-    fn build(dir: Arc<TempDir>, adapt: impl FnOnce(Ports) -> Ports, connect_wait: Duration) -> Self {
-        let ports = adapt(embedded::open(dir.path()).expect("embedded store opens"));
-        let keys = Arc::new(Keyring::new(&embedded::master_key(dir.path()).expect("key")));
+    fn build(storage: Arc<Storage>, adapt: impl FnOnce(Ports) -> Ports, connect_wait: Duration) -> Self {
+        let ports = adapt(storage.ports());
+        let keys = Arc::new(Keyring::new(&storage.master_key));
         let clock = Arc::new(ManualClock::at(Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()));
-        let policy = ConnectPolicy { wait: connect_wait, poll_interval: Duration::from_millis(5) };
+        let poll_interval = match storage.backend() {
+            Backend::Embedded => Duration::from_millis(5),
+            Backend::Aws => Duration::from_millis(20),
+        };
+        let policy = ConnectPolicy { wait: connect_wait, poll_interval };
         let services = Services::new(ports.clone(), keys.clone(), clock.clone(), policy);
         let router = ryze_functions::router(AppState::new(services.clone()));
-        Self { router, services, ports, keys, clock, dir }
+        Self { router, services, ports, keys, clock, storage }
     }
 
     pub async fn account(&self) -> TestAccount {
@@ -197,10 +314,4 @@ pub fn decode_qr_data_url(data_url: &str) -> String {
     let grids = image.detect_grids();
     assert_eq!(grids.len(), 1, "exactly one QR code in the image");
     grids[0].decode().expect("a QR code").1
-}
-
-impl Default for TestApp {
-    fn default() -> Self {
-        Self::new()
-    }
 }

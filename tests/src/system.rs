@@ -1,18 +1,17 @@
 //! The all-in-one system for end-to-end tests: the API router and a session host on the same
-//! embedded store, as `ryze serve` wires them, with the session host's WhatsApp socket pointed at
-//! a fake WhatsApp server. It can be restarted on the same data directory.
+//! adapters (embedded, or AWS on moto), as `ryze serve` wires them, with the session host's WhatsApp
+//! socket pointed at a fake WhatsApp server. It can be restarted on the same state.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use ryze_session_host::whatsapp::WhatsAppFactory;
 use ryze_session_host::{HostConfig, SessionHost, WhatsAppUrl};
-use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::TestApp;
 use crate::fake_whatsapp::FakeWhatsApp;
+use crate::{Backend, Storage, TestApp};
 
 /// How long connect calls wait for the session host in end-to-end tests.
 pub const E2E_CONNECT_WAIT: Duration = Duration::from_secs(15);
@@ -24,15 +23,15 @@ pub struct TestSystem {
 }
 
 impl TestSystem {
-    /// A system on a new data directory, its WhatsApp socket on `fake`.
-    pub fn start(fake: &FakeWhatsApp, adjust: impl FnOnce(&mut HostConfig)) -> Self {
-        Self::on(Arc::new(tempfile::tempdir().expect("temp dir")), fake, adjust)
+    /// A system on new state, its WhatsApp socket on `fake`.
+    pub async fn start(backend: Backend, fake: &FakeWhatsApp, adjust: impl FnOnce(&mut HostConfig)) -> Self {
+        Self::on(Storage::new(backend).await, fake, adjust)
     }
 
-    fn on(dir: Arc<TempDir>, fake: &FakeWhatsApp, adjust: impl FnOnce(&mut HostConfig)) -> Self {
-        let app = TestApp::with_connect_wait(dir.clone(), E2E_CONNECT_WAIT);
+    fn on(storage: Arc<Storage>, fake: &FakeWhatsApp, adjust: impl FnOnce(&mut HostConfig)) -> Self {
+        let app = TestApp::with_connect_wait(storage.clone(), E2E_CONNECT_WAIT);
         let url = WhatsAppUrl::parse(&fake.url()).expect("the fake server is on loopback");
-        let mut config = HostConfig::new(url, dir.path().join("sessions"));
+        let mut config = HostConfig::new(url, storage.dir.path().join("sessions"));
         config.persist_debounce = Duration::from_millis(200);
         adjust(&mut config);
         let factory = WhatsAppFactory::new(&config).expect("the host configuration is valid");
@@ -46,11 +45,11 @@ impl TestSystem {
     }
 
     /// Stops the host as a SIGTERM would (sessions save their stores) and starts a new process on
-    /// the same data directory.
+    /// the same state.
     pub async fn restart(self, fake: &FakeWhatsApp, adjust: impl FnOnce(&mut HostConfig)) -> Self {
-        let dir = self.app.dir.clone();
+        let storage = self.app.storage.clone();
         self.stop().await;
-        Self::on(dir, fake, adjust)
+        Self::on(storage, fake, adjust)
     }
 
     pub async fn stop(self) {

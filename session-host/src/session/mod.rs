@@ -14,7 +14,7 @@ use ryze_core::domain::{
     ConnectOutcome, ConnectRequestId, Connection, Event, InstanceChange, InstanceId, InstanceState,
     LoginMethod, PresenceStatus, Profile, SessionCommand, Settings, StateChange,
 };
-use ryze_core::ports::BlobKey;
+use ryze_core::ports::{BlobKey, BlobVersion};
 use ryze_core::secrets::Purpose;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
@@ -80,6 +80,10 @@ pub(crate) struct Session<F: ClientFactory> {
     give_up_at: Option<Instant>,
     /// When the credential store is next saved.
     persist_at: Option<Instant>,
+    /// The version of the stored credential store this session last read or wrote (`None`: there
+    /// is none). Every save is conditioned on it, so a session whose store was wiped by a logout or
+    /// rewritten by another host cannot clobber it.
+    store_version: Option<BlobVersion>,
     /// When the presence is next set from the settings.
     presence_at: Option<Instant>,
 }
@@ -109,6 +113,7 @@ impl<F: ClientFactory> Session<F> {
             profile: Profile::default(),
             give_up_at: None,
             persist_at: None,
+            store_version: None,
             presence_at: None,
         }
     }
@@ -179,6 +184,7 @@ impl<F: ClientFactory> Session<F> {
                 if let Err(error) = self.ctx.ports.blobs.delete(&self.store_key()).await {
                     tracing::warn!(%error, "stale credential store not removed");
                 }
+                self.store_version = None;
                 self.start(None, Some(login), history_days).await;
             }
         }
@@ -188,8 +194,11 @@ impl<F: ClientFactory> Session<F> {
         if self.phase != Phase::Idle {
             return;
         }
-        match self.ctx.ports.blobs.get(&self.store_key()).await {
-            Ok(Some(store)) => self.start(Some(store), None, None).await,
+        match self.ctx.ports.blobs.get_versioned(&self.store_key()).await {
+            Ok(Some(store)) => {
+                self.store_version = Some(store.version);
+                self.start(Some(store.bytes), None, None).await;
+            }
             Ok(None) => tracing::info!("reconnect without a saved session ignored"),
             Err(error) => tracing::error!(%error, "credential store unreadable; reconnect abandoned"),
         }
@@ -490,8 +499,15 @@ impl<F: ClientFactory> Session<F> {
                 if self.load_instance().await.is_none_or(|i| i.connection.state == InstanceState::LoggedOut) {
                     return;
                 }
-                if let Err(error) = self.ctx.ports.blobs.put(&self.store_key(), bytes).await {
-                    tracing::error!(%error, "credential store not saved");
+                let saved =
+                    self.ctx.ports.blobs.put_if(&self.store_key(), bytes, self.store_version.as_ref()).await;
+                match saved {
+                    Ok(version) => self.store_version = Some(version),
+                    Err(ryze_core::Error::BlobConflict) => {
+                        tracing::warn!("credential store wiped or rewritten elsewhere; this session stops");
+                        self.release_client(false, "credential store taken over").await;
+                    }
+                    Err(error) => tracing::error!(%error, "credential store not saved"),
                 }
             }
             Err(error) => tracing::error!(%error, "credential store not readable"),

@@ -22,7 +22,7 @@ fn per_instance_routes() -> Vec<(Method, &'static str, Option<serde_json::Value>
 
 #[tokio::test]
 async fn requests_without_a_valid_token_are_refused() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
     app.create(&account.token, json!({"name": "a"})).await;
     let mut routes = per_instance_routes();
@@ -41,7 +41,7 @@ async fn requests_without_a_valid_token_are_refused() {
 
 #[tokio::test]
 async fn a_bearer_token_works_like_the_token_header() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
     let bearer = format!("Bearer {}", account.token);
     let response = app.raw(Method::GET, "/api/instance/list", Some(("authorization", &bearer)), None).await;
@@ -55,7 +55,7 @@ async fn a_bearer_token_works_like_the_token_header() {
 
 #[tokio::test]
 async fn an_instance_token_cannot_create_or_delete() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
     let token = app.create(&account.token, json!({"name": "a"})).await;
     let create = app.post("/api/instance/new", &token, json!({"name": "b"})).await;
@@ -69,7 +69,7 @@ async fn an_instance_token_cannot_create_or_delete() {
 
 #[tokio::test]
 async fn an_instance_token_can_do_nothing_to_a_sibling() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
     let token = app.create(&account.token, json!({"name": "mine"})).await;
     app.create(&account.token, json!({"name": "sibling"})).await;
@@ -88,7 +88,7 @@ async fn an_instance_token_can_do_nothing_to_a_sibling() {
 
 #[tokio::test]
 async fn tokens_of_one_account_can_do_nothing_to_another() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let (acme, globex) = (app.account().await, app.account().await);
     let acme_instance = app.create(&acme.token, json!({"name": "acme-only"})).await;
     app.create(&globex.token, json!({"name": "globex-only"})).await;

@@ -6,7 +6,7 @@ use serde_json::json;
 
 #[tokio::test]
 async fn settings_start_at_the_defaults_and_take_partial_updates() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
     let token = app.create(&account.token, json!({"name": "s"})).await;
     let defaults = json!({"autoRejectCalls": false, "callRejectMessage": "", "ignoreGroupMessages": false,
@@ -42,7 +42,7 @@ async fn settings_start_at_the_defaults_and_take_partial_updates() {
 
 #[tokio::test]
 async fn settings_refuse_empty_unknown_and_mistyped_bodies() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
     app.create(&account.token, json!({"name": "s"})).await;
     let path = "/api/instance/settings/s";
@@ -63,7 +63,7 @@ async fn settings_refuse_empty_unknown_and_mistyped_bodies() {
 
 #[tokio::test]
 async fn the_proxy_is_set_shown_without_password_and_removed() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
     let token = app.create(&account.token, json!({"name": "p"})).await;
     let none = app.get("/api/instance/getProxy/p", &token).await;
@@ -97,7 +97,7 @@ async fn the_proxy_is_set_shown_without_password_and_removed() {
 
 #[tokio::test]
 async fn the_proxy_is_validated() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
     app.create(&account.token, json!({"name": "p"})).await;
     let cases = [
@@ -123,7 +123,7 @@ async fn the_proxy_is_validated() {
 
 #[tokio::test]
 async fn s3_is_set_shown_without_secret_and_deleted() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
     let token = app.create(&account.token, json!({"name": "b"})).await;
     let none = app.get("/api/instance/getS3/b", &token).await;

@@ -15,7 +15,7 @@ async fn instance_id(app: &TestApp, token: &str, name: &str) -> InstanceId {
 
 #[tokio::test]
 async fn connect_with_no_session_host_ends_in_500_after_the_wait_budget() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
     app.create(&account.token, json!({"name": "lonely"})).await;
     let response = app.get("/api/instance/connect/lonely", &account.token).await;
@@ -27,7 +27,7 @@ async fn connect_with_no_session_host_ends_in_500_after_the_wait_budget() {
 
 #[tokio::test]
 async fn connect_returns_the_hosts_qr_code_and_its_png() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
     app.create(&account.token, json!({"name": "qr"})).await;
     let id = instance_id(&app, &account.token, "qr").await;
@@ -50,7 +50,7 @@ async fn connect_returns_the_hosts_qr_code_and_its_png() {
 
 #[tokio::test]
 async fn connect_with_a_number_returns_the_pairing_code() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
     let token = app.create(&account.token, json!({"name": "pair"})).await;
     let (response, command) = tokio::join!(
@@ -72,7 +72,7 @@ async fn connect_with_a_number_returns_the_pairing_code() {
 
 #[tokio::test]
 async fn connect_validates_its_query() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
     app.create(&account.token, json!({"name": "q"})).await;
     for number in ["123", "+5511999999999", "55119999999999999", "abcdefghij", ""] {
@@ -90,7 +90,7 @@ async fn connect_validates_its_query() {
 
 #[tokio::test]
 async fn a_host_failure_is_500() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
     app.create(&account.token, json!({"name": "f"})).await;
     let (response, _) = tokio::join!(
@@ -104,7 +104,7 @@ async fn a_host_failure_is_500() {
 
 #[tokio::test]
 async fn a_connected_instance_cannot_connect_again() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
     app.create(&account.token, json!({"name": "on"})).await;
     let id = instance_id(&app, &account.token, "on").await;
@@ -125,7 +125,7 @@ async fn a_connected_instance_cannot_connect_again() {
 
 #[tokio::test]
 async fn pending_connect_requests_are_cleaned_up() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
     app.create(&account.token, json!({"name": "c"})).await;
     let (_, command) = tokio::join!(
@@ -138,7 +138,7 @@ async fn pending_connect_requests_are_cleaned_up() {
 
 #[tokio::test]
 async fn reconnect_needs_a_saved_session() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
     app.create(&account.token, json!({"name": "r"})).await;
     let response = app.post("/api/instance/reconnect/r", &account.token, json!({})).await;
@@ -159,7 +159,7 @@ async fn reconnect_needs_a_saved_session() {
 
 #[tokio::test]
 async fn logout_wipes_the_credentials_keeps_the_instance_and_is_idempotent() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
     let token = app.create(&account.token, json!({"name": "out"})).await;
     let id = instance_id(&app, &account.token, "out").await;

@@ -5,7 +5,7 @@ use ryze_tests::TestApp;
 
 #[tokio::test]
 async fn unknown_routes_answer_404_in_the_envelope() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     for path in ["/", "/nope", "/api/instance", "/api/instance/unknown/x", "/api/instance/connect/a/b"] {
         let response = app.request(Method::GET, path, None, None).await;
         assert_eq!(response.status, StatusCode::NOT_FOUND, "{path}");
@@ -15,7 +15,7 @@ async fn unknown_routes_answer_404_in_the_envelope() {
 
 #[tokio::test]
 async fn wrong_methods_answer_405_in_the_envelope() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
     for (method, path) in [
         (Method::GET, "/api/instance/new"),
@@ -33,7 +33,7 @@ async fn wrong_methods_answer_405_in_the_envelope() {
 
 #[tokio::test]
 async fn a_missing_instance_name_is_400() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
     for path in [
         "/api/instance/connect/",
@@ -49,7 +49,7 @@ async fn a_missing_instance_name_is_400() {
 
 #[tokio::test]
 async fn an_unknown_instance_is_404() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
     for path in [
         "/api/instance/getSettings/nope",
@@ -64,7 +64,7 @@ async fn an_unknown_instance_is_404() {
 
 #[tokio::test]
 async fn an_oversized_body_is_413() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
     let huge = format!(r#"{{"name":"a","callRejectMessage":"{}"}}"#, "x".repeat(3 * 1024 * 1024));
     let response = app

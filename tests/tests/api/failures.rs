@@ -78,10 +78,11 @@ impl InstanceRegistry for BrokenRegistry {
 
 #[tokio::test]
 async fn storage_failures_and_panics_answer_500_without_the_cause() {
-    let app = TestApp::with_ports(|mut ports| {
+    let app = TestApp::with_ports(crate::BACKEND, |mut ports| {
         ports.registry = Arc::new(BrokenRegistry(ports.registry));
         ports
-    });
+    })
+    .await;
     let account = app.account().await;
     let cases = [
         (app.post("/api/instance/new", &account.token, json!({"name": "a"})).await, "Internal server error"),

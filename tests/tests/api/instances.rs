@@ -13,7 +13,7 @@ fn keys(value: &Value) -> Vec<&str> {
 
 #[tokio::test]
 async fn create_answers_201_with_the_instance_and_its_token() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
     let response = app.post("/api/instance/new", &account.token, json!({"name": "sales"})).await;
     assert_eq!(response.status, StatusCode::CREATED, "{}", response.text);
@@ -40,7 +40,7 @@ async fn create_answers_201_with_the_instance_and_its_token() {
 
 #[tokio::test]
 async fn create_stores_every_inline_field() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
     let response = app
         .post("/api/instance/new", &account.token, json!({
@@ -103,7 +103,7 @@ async fn create_stores_every_inline_field() {
 
 #[tokio::test]
 async fn create_refuses_invalid_bodies_and_leaves_nothing_behind() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
     let cases = [
         (json!({}), "Instance name is required"),
@@ -151,7 +151,7 @@ async fn create_refuses_invalid_bodies_and_leaves_nothing_behind() {
 
 #[tokio::test]
 async fn names_are_unique_within_an_account_only() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let (acme, globex) = (app.account().await, app.account().await);
     app.create(&acme.token, json!({"name": "sales"})).await;
     let again = app.post("/api/instance/new", &acme.token, json!({"name": "sales"})).await;
@@ -162,7 +162,7 @@ async fn names_are_unique_within_an_account_only() {
 
 #[tokio::test]
 async fn a_chosen_token_already_in_use_is_refused() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
     app.create(&account.token, json!({"name": "a", "token": "shared-token-123"})).await;
     let response = app
@@ -178,7 +178,7 @@ async fn a_chosen_token_already_in_use_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_creates_of_one_name_give_one_201_and_one_409() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
     for round in 0..5 {
         let name = format!("race-{round}");
@@ -196,7 +196,7 @@ async fn concurrent_creates_of_one_name_give_one_201_and_one_409() {
 
 #[tokio::test]
 async fn the_quota_caps_creates() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app.account_with(AccountLimits { instance_quota: 2, ..AccountLimits::default() }).await;
     app.create(&account.token, json!({"name": "one"})).await;
     app.create(&account.token, json!({"name": "two"})).await;
@@ -210,7 +210,7 @@ async fn the_quota_caps_creates() {
 
 #[tokio::test]
 async fn list_with_an_account_token_shows_the_account_and_filters_by_name() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
     let empty = app.get("/api/instance/list", &account.token).await;
     assert_eq!(empty.status, StatusCode::OK);
@@ -243,7 +243,7 @@ async fn list_with_an_account_token_shows_the_account_and_filters_by_name() {
 
 #[tokio::test]
 async fn list_items_have_the_contract_shape() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
     let token = app.create(&account.token, json!({"name": "shape"})).await;
     let list = app.get("/api/instance/list", &account.token).await;
@@ -291,7 +291,7 @@ async fn list_items_have_the_contract_shape() {
 
 #[tokio::test]
 async fn list_with_an_instance_token_shows_only_its_instance() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
     let token = app.create(&account.token, json!({"name": "mine"})).await;
     app.create(&account.token, json!({"name": "sibling"})).await;
@@ -309,7 +309,7 @@ async fn list_with_an_instance_token_shows_only_its_instance() {
 
 #[tokio::test]
 async fn list_reflects_every_change() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
     app.create(&account.token, json!({"name": "a"})).await;
     let before = app.get("/api/instance/list", &account.token).await;
@@ -326,7 +326,7 @@ async fn list_reflects_every_change() {
 
 #[tokio::test]
 async fn delete_removes_the_instance_its_token_and_its_credentials() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
     let token = app.create(&account.token, json!({"name": "gone"})).await;
     let id = app.get("/api/instance/list?instanceName=gone", &account.token).await.json["instances"][0]["id"]
@@ -359,7 +359,7 @@ async fn delete_removes_the_instance_its_token_and_its_credentials() {
 
 #[tokio::test]
 async fn instances_survive_a_restart() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
     let token = app.create(&account.token, json!({"name": "durable", "keepOnlineStatus": true})).await;
     app.post(

@@ -1,4 +1,7 @@
-//! The HTTP contract of API.md, driven through the router on the embedded adapters.
+//! The HTTP contract of API.md, driven through the router on the embedded adapters. `api_aws` runs
+//! the same modules on the AWS adapters.
+
+const BACKEND: ryze_tests::Backend = ryze_tests::Backend::Embedded;
 
 mod auth;
 mod config;

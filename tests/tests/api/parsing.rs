@@ -72,7 +72,7 @@ fn fixture() -> &'static Fixture {
     FIXTURE.get_or_init(|| {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
         let (app, token) = rt.block_on(async {
-            let app = TestApp::new();
+            let app = TestApp::on(crate::BACKEND).await;
             let account = app
                 .account_with(ryze_core::domain::AccountLimits {
                     instance_quota: 100_000,

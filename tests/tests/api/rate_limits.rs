@@ -9,7 +9,7 @@ use serde_json::json;
 
 #[tokio::test]
 async fn the_101st_request_in_a_minute_is_429() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
     for n in 1..=100u32 {
         let response = app.get("/api/instance/list", &account.token).await;
@@ -39,7 +39,7 @@ async fn the_101st_request_in_a_minute_is_429() {
 
 #[tokio::test]
 async fn limits_are_per_token() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account =
         app.account_with(AccountLimits { requests_per_minute: 3, ..AccountLimits::default() }).await;
     let instance_token = app.create(&account.token, json!({"name": "a"})).await;
@@ -56,7 +56,7 @@ async fn limits_are_per_token() {
 
 #[tokio::test]
 async fn create_has_its_own_budget_of_20() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
     for n in 0..20 {
         let response = app.post("/api/instance/new", &account.token, json!({"name": format!("i{n}")})).await;
@@ -76,7 +76,7 @@ async fn create_has_its_own_budget_of_20() {
 
 #[tokio::test]
 async fn limits_are_set_per_account_and_read_live() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app
         .account_with(AccountLimits {
             requests_per_minute: 2,
@@ -101,7 +101,7 @@ async fn limits_are_set_per_account_and_read_live() {
 
 #[tokio::test]
 async fn errors_carry_the_headers_too() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
     let response = app.get("/api/instance/getSettings/missing", &account.token).await;
     assert_eq!(response.status, StatusCode::NOT_FOUND);

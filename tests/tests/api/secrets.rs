@@ -14,7 +14,7 @@ const SECRETS: [&str; 5] = [
 
 #[tokio::test]
 async fn no_response_contains_a_secret() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
     let created = app
         .post("/api/instance/new", &account.token, json!({
@@ -73,7 +73,7 @@ async fn no_response_contains_a_secret() {
 
 #[tokio::test]
 async fn the_store_holds_no_secret_in_clear() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
     let token = app
         .create(
@@ -83,13 +83,7 @@ async fn the_store_holds_no_secret_in_clear() {
             "s3AccessKey": "AK", "s3SecretKey": SECRETS[3]}),
         )
         .await;
-    let mut stored = Vec::new();
-    for entry in std::fs::read_dir(app.dir.path()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            stored.extend(std::fs::read(&path).unwrap());
-        }
-    }
+    let stored = app.storage.stored_bytes().await;
     let stored = String::from_utf8_lossy(&stored);
     for secret in [SECRETS[0], SECRETS[3], token.as_str(), account.token.as_str()] {
         assert!(!stored.contains(secret), "the data directory holds {secret:?} in clear");

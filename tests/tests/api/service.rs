@@ -5,7 +5,7 @@ use ryze_tests::TestApp;
 
 #[tokio::test]
 async fn health_needs_no_token() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let response = app.request(Method::GET, "/health", None, None).await;
     assert_eq!(response.status, StatusCode::OK);
     assert_eq!(response.json["success"], true);
@@ -14,7 +14,7 @@ async fn health_needs_no_token() {
 
 #[tokio::test]
 async fn the_openapi_document_describes_every_route() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let response = app.request(Method::GET, "/openapi.json", None, None).await;
     assert_eq!(response.status, StatusCode::OK);
     let document = &response.json;
@@ -53,7 +53,7 @@ async fn the_openapi_document_describes_every_route() {
 
 #[tokio::test]
 async fn the_docs_page_and_its_assets_are_served_by_the_binary() {
-    let app = TestApp::new();
+    let app = TestApp::on(crate::BACKEND).await;
     let page = app.request(Method::GET, "/docs/", None, None).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.text.contains("swagger-ui"), "{}", page.text);

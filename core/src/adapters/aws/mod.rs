@@ -1,0 +1,108 @@
+//! The AWS adapters: the registry and rate counters on one DynamoDB table, the command queue on SQS
+//! FIFO (group = instance), the event queue on SQS with a dead-letter queue, and blobs in S3.
+//!
+//! Clients come from the standard AWS environment (region, credentials, `AWS_ENDPOINT_URL` for a
+//! local emulator); resource names come from [`AwsResources`], read from `RYZE_*` variables.
+
+mod blobs;
+mod counters;
+mod items;
+pub mod provision;
+mod queue;
+mod registry;
+
+use std::sync::Arc;
+
+pub use blobs::S3BlobStore;
+pub use counters::DynamoRateCounter;
+pub use queue::SqsQueue;
+pub use registry::DynamoRegistry;
+
+use crate::domain::SessionCommand;
+use crate::ports::Ports;
+use crate::{Error, Result};
+
+/// Where a deployment's state lives, by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsResources {
+    pub table: String,
+    pub command_queue_url: String,
+    pub event_queue_url: String,
+    pub bucket: String,
+}
+
+impl AwsResources {
+    pub const VARIABLES: [&'static str; 4] =
+        ["RYZE_TABLE", "RYZE_COMMAND_QUEUE_URL", "RYZE_EVENT_QUEUE_URL", "RYZE_BUCKET"];
+
+    /// Reads the four `RYZE_*` variables, naming every one that is missing.
+    pub fn from_env() -> Result<Self> {
+        let values: Vec<Option<String>> = Self::VARIABLES
+            .iter()
+            .map(|name| std::env::var(name).ok().filter(|value| !value.is_empty()))
+            .collect();
+        match values.as_slice() {
+            [Some(table), Some(commands), Some(events), Some(bucket)] => Ok(Self {
+                table: table.clone(),
+                command_queue_url: commands.clone(),
+                event_queue_url: events.clone(),
+                bucket: bucket.clone(),
+            }),
+            _ => {
+                let missing: Vec<_> = Self::VARIABLES
+                    .iter()
+                    .zip(&values)
+                    .filter(|(_, value)| value.is_none())
+                    .map(|(name, _)| *name)
+                    .collect();
+                Err(Error::storage(format!("missing configuration: {}", missing.join(", "))))
+            }
+        }
+    }
+
+    /// `NAME=value` lines that configure a shell (`eval "$(...)"`).
+    pub fn to_env_lines(&self) -> String {
+        let values = [&self.table, &self.command_queue_url, &self.event_queue_url, &self.bucket];
+        Self::VARIABLES.iter().zip(values).map(|(name, value)| format!("{name}={value}\n")).collect()
+    }
+}
+
+/// The SDK configuration from the standard AWS environment.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+/// S3 clients address buckets by path when an endpoint is configured (a local emulator has no
+/// per-bucket host names); on AWS itself virtual-hosted addressing is kept.
+fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let path_style = config.endpoint_url().is_some();
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(config).force_path_style(path_style).build(),
+    )
+}
+
+/// Every port on AWS.
+pub fn ports(config: &aws_config::SdkConfig, resources: &AwsResources) -> Ports {
+    let dynamodb = aws_sdk_dynamodb::Client::new(config);
+    let sqs = aws_sdk_sqs::Client::new(config);
+    Ports {
+        registry: Arc::new(DynamoRegistry::new(dynamodb.clone(), &resources.table)),
+        counters: Arc::new(DynamoRateCounter::new(dynamodb, &resources.table)),
+        commands: Arc::new(SqsQueue::fifo(
+            sqs.clone(),
+            &resources.command_queue_url,
+            |command: &SessionCommand| command.instance().to_string(),
+        )),
+        events: Arc::new(SqsQueue::standard(sqs, &resources.event_queue_url)),
+        blobs: Arc::new(S3BlobStore::new(s3_client(config), &resources.bucket)),
+    }
+}
+
+/// An SDK failure as a storage error, with the service's message kept as its cause.
+fn sdk_error<E, R>(error: aws_sdk_dynamodb::error::SdkError<E, R>) -> Error
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    Error::storage(aws_sdk_dynamodb::error::DisplayErrorContext(error).to_string())
+}

@@ -1,0 +1,134 @@
+//! Queues on SQS. Messages are JSON. On a FIFO queue every message names its group (for commands:
+//! the instance, so one instance's commands are handled in order while different instances' run in
+//! parallel) and gets its own deduplication id: two identical commands sent on purpose are two.
+//!
+//! A receive is a long poll of up to 20 s, so a waiting host gets a message as soon as it is sent.
+//! The port promises that a dropped receive takes nothing off the queue, and SQS would otherwise
+//! break that promise: a long poll abandoned by its caller still hands out the next messages, which
+//! then stay invisible for the visibility timeout (two minutes of a connect going nowhere). So the
+//! poll runs in its own task, and messages that arrive after their caller left are made visible
+//! again at once. Only a process that exits mid-poll can still leave some hidden.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_sqs::Client;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::ports::{Delivery, Queue, Receipt};
+use crate::{Error, Result};
+
+/// SQS's own limits on one receive.
+const MAX_BATCH: usize = 10;
+const MAX_WAIT: Duration = Duration::from_secs(20);
+
+pub struct SqsQueue<M> {
+    client: Client,
+    url: Arc<str>,
+    /// The message group of each message: `Some` on a FIFO queue.
+    group: Option<fn(&M) -> String>,
+    _messages: PhantomData<fn(M) -> M>,
+}
+
+impl<M> std::fmt::Debug for SqsQueue<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqsQueue").field("url", &self.url).field("fifo", &self.group.is_some()).finish()
+    }
+}
+
+impl<M> SqsQueue<M> {
+    pub fn standard(client: Client, url: &str) -> Self {
+        Self { client, url: url.into(), group: None, _messages: PhantomData }
+    }
+
+    pub fn fifo(client: Client, url: &str, group: fn(&M) -> String) -> Self {
+        Self { client, url: url.into(), group: Some(group), _messages: PhantomData }
+    }
+}
+
+/// Makes messages nobody will handle visible again now.
+async fn release(client: &Client, url: &str, messages: Vec<aws_sdk_sqs::types::Message>) {
+    for receipt in messages.into_iter().filter_map(|m| m.receipt_handle) {
+        let released = client
+            .change_message_visibility()
+            .queue_url(url)
+            .receipt_handle(receipt)
+            .visibility_timeout(0)
+            .send()
+            .await;
+        if let Err(error) = released {
+            tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(error), "message stays hidden until its visibility timeout");
+        }
+    }
+}
+
+fn sqs_error<E, R>(error: aws_sdk_sqs::error::SdkError<E, R>) -> Error
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    Error::storage(aws_sdk_sqs::error::DisplayErrorContext(error).to_string())
+}
+
+#[async_trait]
+impl<M> Queue<M> for SqsQueue<M>
+where
+    M: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    async fn send(&self, message: &M) -> Result<()> {
+        let body = serde_json::to_string(message).map_err(Error::storage)?;
+        let mut request = self.client.send_message().queue_url(&*self.url).message_body(body);
+        if let Some(group) = self.group {
+            request = request
+                .message_group_id(group(message))
+                .message_deduplication_id(uuid::Uuid::new_v4().simple().to_string());
+        }
+        request.send().await.map_err(sqs_error)?;
+        Ok(())
+    }
+
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery<M>>> {
+        let wait_secs = wait.min(MAX_WAIT).as_secs_f64().ceil() as i32;
+        let poll = self
+            .client
+            .receive_message()
+            .queue_url(&*self.url)
+            .max_number_of_messages(max.clamp(1, MAX_BATCH) as i32)
+            .wait_time_seconds(wait_secs);
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let (client, url) = (self.client.clone(), self.url.clone());
+        tokio::spawn(async move {
+            if let Err(Ok(unwanted)) = answer.send(poll.send().await) {
+                release(&client, &url, unwanted.messages.unwrap_or_default()).await;
+            }
+        });
+        let output = answered.await.map_err(Error::storage)?.map_err(sqs_error)?;
+        let mut deliveries = Vec::new();
+        for message in output.messages.unwrap_or_default() {
+            let Some(receipt) = message.receipt_handle else { continue };
+            match message.body.as_deref().map(serde_json::from_str::<M>) {
+                Some(Ok(parsed)) => deliveries.push(Delivery { message: parsed, receipt: Receipt(receipt) }),
+                // A message no version of this code can read would come back forever: it is left
+                // to the queue's redrive policy, which moves it to the dead-letter queue.
+                _ => {
+                    tracing::error!(message_id = ?message.message_id, "unreadable queue message left for the dead-letter queue")
+                }
+            }
+        }
+        Ok(deliveries)
+    }
+
+    async fn ack(&self, receipt: &Receipt) -> Result<()> {
+        self.client
+            .delete_message()
+            .queue_url(&*self.url)
+            .receipt_handle(&receipt.0)
+            .send()
+            .await
+            .map_err(sqs_error)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,74 @@
+//! What a process that runs a session host needs around it, shared by `ryze serve` and the
+//! `ryze-session-host` binary: the host's flags (each also a `RYZE_*` variable) and the shutdown
+//! signal.
+
+use std::time::Duration;
+
+use crate::HostError;
+use crate::config::{HostConfig, WHATSAPP_URL, WhatsAppUrl, read_pem_certificates};
+
+/// The host's settings as command-line flags and `RYZE_*` variables, shared by `ryze serve` and
+/// the `ryze-session-host` binary.
+#[derive(clap::Args, Debug)]
+pub struct HostArgs {
+    /// WhatsApp's WebSocket address; `ws://` only to loopback (the tests' fake server).
+    #[arg(long, env = "RYZE_WHATSAPP_URL", default_value = WHATSAPP_URL)]
+    pub whatsapp_url: String,
+    /// The WhatsApp Web version announced, `2.3000.N`.
+    #[arg(long, env = "RYZE_WHATSAPP_WEB_VERSION", value_parser = parse_web_version)]
+    pub whatsapp_web_version: Option<(u32, u32, u32)>,
+    /// How long a QR login waits for a scan, in seconds.
+    #[arg(long, env = "RYZE_QR_BUDGET_SECS", default_value_t = 60)]
+    pub qr_budget_secs: u64,
+    /// Sessions this process holds at most.
+    #[arg(long, env = "RYZE_MAX_SESSIONS", default_value_t = 10_000)]
+    pub max_sessions: usize,
+    /// PEM file of extra trust roots for HTTPS proxies (a private CA).
+    #[arg(long, env = "RYZE_PROXY_CA_FILE")]
+    pub proxy_ca_file: Option<std::path::PathBuf>,
+}
+
+fn parse_web_version(text: &str) -> Result<(u32, u32, u32), String> {
+    let parts: Vec<u32> =
+        text.split('.').map(str::parse).collect::<Result<_, _>>().map_err(|e| format!("{e}"))?;
+    match parts.as_slice() {
+        [a, b, c] => Ok((*a, *b, *c)),
+        _ => Err("expected three numbers, like 2.3000.1026131876".into()),
+    }
+}
+
+impl HostArgs {
+    /// The configuration, with sessions' working files under `work_dir`.
+    pub fn config(&self, work_dir: &std::path::Path) -> Result<HostConfig, HostError> {
+        let url = WhatsAppUrl::parse(&self.whatsapp_url)
+            .map_err(|e| HostError::Config(format!("RYZE_WHATSAPP_URL: {e}")))?;
+        let mut config = HostConfig::new(url, work_dir.to_owned());
+        config.web_version = self.whatsapp_web_version.unwrap_or(config.web_version);
+        config.qr_budget = Duration::from_secs(self.qr_budget_secs);
+        config.max_sessions = self.max_sessions;
+        if let Some(path) = &self.proxy_ca_file {
+            config.proxy_roots = read_pem_certificates(path)?;
+        }
+        Ok(config)
+    }
+}
+
+/// Resolves on SIGTERM (how ECS and systemd stop a process) or Ctrl-C.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {},
+        () = terminate => {},
+    }
+}
