@@ -21,8 +21,14 @@ struct Server {
 impl Server {
     /// Starts the server with `RYZE_DATA_DIR` and `RYZE_LISTEN` from the environment.
     fn start(data_dir: &Path) -> Self {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// Starts the server with more environment variables.
+    fn start_with(data_dir: &Path, env: &[(String, String)]) -> Self {
         let mut child = Command::new(RYZE)
             .arg("serve")
+            .envs(env.iter().map(|(name, value)| (name, value)))
             .env("RYZE_DATA_DIR", data_dir)
             .env("RYZE_LISTEN", "127.0.0.1:0")
             .env("RYZE_LOG_FORMAT", "json")
@@ -203,4 +209,80 @@ fn openapi_prints_the_document() {
     let document: Value = serde_json::from_slice(&output.stdout).expect("JSON");
     assert_eq!(document["openapi"], "3.1.0");
     assert!(document["paths"]["/api/instance/connect/{instance}"]["get"].is_object());
+}
+
+/// `ryze aws provision` against the tests' moto server: the AWS variables and the `RYZE_*` lines
+/// it printed, as one environment.
+fn aws_deployment() -> Vec<(String, String)> {
+    let endpoint = std::env::var("RYZE_TEST_AWS_ENDPOINT")
+        .expect("RYZE_TEST_AWS_ENDPOINT: run ./scripts/test, which starts moto");
+    let mut env: Vec<(String, String)> = [
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ]
+    .map(|(name, value)| (name.to_owned(), value.to_owned()))
+    .into();
+    let prefix = format!("cli-{}", std::process::id());
+    let provisioned = Command::new(RYZE)
+        .args(["aws", "provision", "--prefix", &prefix])
+        .envs(env.clone())
+        .env_remove("RYZE_MASTER_KEY")
+        .output()
+        .expect("ryze runs");
+    assert!(provisioned.status.success(), "{}", String::from_utf8_lossy(&provisioned.stderr));
+    let stdout = String::from_utf8(provisioned.stdout).expect("utf-8");
+    let lines: Vec<(String, String)> = stdout
+        .lines()
+        .map(|line| {
+            let (name, value) = line.split_once('=').expect("NAME=value lines only");
+            (name.to_owned(), value.to_owned())
+        })
+        .collect();
+    let names: Vec<&str> = lines.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["RYZE_TABLE", "RYZE_COMMAND_QUEUE_URL", "RYZE_EVENT_QUEUE_URL", "RYZE_BUCKET", "RYZE_MASTER_KEY"]
+    );
+    assert_eq!(lines[0].1, format!("{prefix}-registry"));
+    env.extend(lines);
+    env
+}
+
+#[test]
+fn two_servers_on_aws_share_one_deployment() {
+    let env = aws_deployment();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let created = Command::new(RYZE)
+        .args(["account", "create", "--backend", "aws", "--name", "acme"])
+        .envs(env.clone())
+        .env("RYZE_DATA_DIR", dir.path())
+        .output()
+        .expect("ryze runs");
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let account: Value = serde_json::from_slice(&created.stdout).expect("JSON");
+    let token = account["token"].as_str().expect("token").to_owned();
+
+    let mut serve_env = env.clone();
+    serve_env.push(("RYZE_BACKEND".into(), "aws".into()));
+    let first = Server::start_with(&dir.path().join("one"), &serve_env);
+    let second = Server::start_with(&dir.path().join("two"), &serve_env);
+
+    let (status, body) =
+        first.request("POST", "/api/instance/new", Some(&token), Some(json!({"name": "shared"})));
+    assert_eq!(status, 201, "{body}");
+    let (status, list) = second.request("GET", "/api/instance/list", Some(&token), None);
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["instances"][0]["name"], "shared", "created through one, listed by the other");
+    let instance_token = body["instance"]["token"].as_str().expect("token");
+    let (status, _) = second.request("GET", "/api/instance/getSettings/shared", Some(instance_token), None);
+    assert_eq!(status, 200, "the instance token works on the other server");
+
+    let (status, _) = second.request("DELETE", "/api/instance/delete/shared", Some(&token), None);
+    assert_eq!(status, 200);
+    let (_, list) = first.request("GET", "/api/instance/list", Some(&token), None);
+    assert_eq!(list["meta"]["total"], 0, "deleted through the other: {list}");
+    first.stop();
+    second.stop();
 }

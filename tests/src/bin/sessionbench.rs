@@ -3,6 +3,9 @@
 //! session and the connect-to-QR latency a caller of the API sees.
 //!
 //!   ryze-sessionbench --whatsapp ws://127.0.0.1:P/ws/chat --control 127.0.0.1:Q --sessions 1000
+//!
+//! On the embedded adapters, or, with `RYZE_TEST_AWS_ENDPOINT` set, on the AWS adapters against the
+//! moto server there (connect commands through SQS, answers through DynamoDB).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -115,9 +118,16 @@ impl Bench {
 async fn main() -> Result<(), BoxError> {
     let options = options()?;
     let dir = tempfile::tempdir()?;
-    let ports = embedded::open(dir.path())?;
+    let on_aws = std::env::var_os(ryze_tests::aws::ENDPOINT_VARIABLE).is_some();
+    let (ports, poll_interval) = if on_aws {
+        let (config, resources) = ryze_tests::aws::provision().await;
+        (ryze_core::adapters::aws::ports(&config, &resources), Duration::from_millis(25))
+    } else {
+        (embedded::open(dir.path())?, Duration::from_millis(10))
+    };
+    println!("adapters: {}", if on_aws { "AWS (moto)" } else { "embedded" });
     let keys = Arc::new(Keyring::new(&MasterKey::generate()));
-    let policy = ConnectPolicy { wait: Duration::from_secs(60), poll_interval: Duration::from_millis(10) };
+    let policy = ConnectPolicy { wait: Duration::from_secs(60), poll_interval };
     let services = Services::new(ports.clone(), keys.clone(), Arc::new(SystemClock), policy);
     let limits = AccountLimits {
         instance_quota: u32::MAX,
