@@ -39,6 +39,8 @@ enum Call {
 struct CallLog {
     calls: Mutex<Vec<Call>>,
     changed: tokio::sync::Notify,
+    /// Snapshots taken so far, so that each store the client hands out differs.
+    snapshots: std::sync::atomic::AtomicUsize,
 }
 
 impl CallLog {
@@ -131,8 +133,10 @@ impl SessionClient for ScriptedClient {
         self.log(Call::MarkRead(message.id.clone()));
         Ok(())
     }
+    /// A store whose bytes tell one snapshot from the next (`credential store #N`).
     async fn snapshot(&self) -> Result<Vec<u8>, HostError> {
-        Ok(b"credential store".to_vec())
+        let n = self.calls.snapshots.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(format!("credential store #{n}").into_bytes())
     }
     async fn logout(&self) {
         self.log(Call::Logout);
@@ -280,7 +284,8 @@ async fn a_qr_login_answers_the_connect_call_and_ends_connected() {
     assert_eq!(connection.number_jid.as_deref(), Some("5511999999999@s.whatsapp.net"));
     let profile = harness.ports.registry.instance(&harness.instance).await.unwrap().unwrap().profile.clone();
     assert_eq!(profile.name.as_deref(), Some("Ana"));
-    assert_eq!(harness.store().await.as_deref(), Some(&b"credential store"[..]), "saved right after pairing");
+    let saved = harness.store().await.expect("saved right after pairing");
+    assert!(saved.starts_with(b"credential store #"), "the client's store: {saved:?}");
     harness.stop().await;
 }
 
@@ -467,7 +472,8 @@ async fn reconnect_logs_in_with_the_saved_store() {
     harness.stop_session(first).await;
     harness.send(SessionCommand::Reconnect { instance: harness.instance.clone() }).await;
     let second = harness.next_start().await;
-    assert_eq!(second.spec.store.as_deref(), Some(&b"credential store"[..]));
+    let restored = second.spec.store.as_deref().expect("started from the saved store");
+    assert!(restored.starts_with(b"credential store #"), "{restored:?}");
     harness.expect_states(&["connecting"]).await;
     second.events.send(ClientEvent::Connected { jid: None, push_name: None }).unwrap();
     harness.expect_states(&["connected"]).await;
@@ -487,13 +493,14 @@ impl Harness {
 async fn a_host_stopping_saves_every_session_and_records_disconnected() {
     let mut harness = Harness::new(|_| {}).await;
     let client = pair(&mut harness).await;
-    harness.ports.blobs.delete(&BlobKey::session_store(&harness.instance)).await.unwrap();
+    let before = harness.store().await.expect("saved after pairing");
     let (ports, instance) = (harness.ports.clone(), harness.instance.clone());
     let _dir = harness.stop().await;
     let state = ports.registry.instance(&instance).await.unwrap().unwrap().connection.state;
     assert_eq!(state, InstanceState::Disconnected);
     assert!(client.calls.contains(&Call::Stop));
-    assert!(ports.blobs.exists(&BlobKey::session_store(&instance)).await.unwrap(), "saved on the way down");
+    let after = ports.blobs.get(&BlobKey::session_store(&instance)).await.unwrap().expect("a store");
+    assert_ne!(after, before, "saved again on the way down");
 }
 
 #[tokio::test]
