@@ -504,6 +504,21 @@ async fn a_host_stopping_saves_every_session_and_records_disconnected() {
 }
 
 #[tokio::test]
+async fn a_session_never_overwrites_a_store_rewritten_elsewhere() {
+    let mut harness = Harness::new(|_| {}).await;
+    let client = pair(&mut harness).await;
+    harness.store().await.expect("saved after pairing");
+    // Another host took the instance over and saved its own store.
+    let key = BlobKey::session_store(&harness.instance);
+    harness.ports.blobs.put(&key, b"another host's store".to_vec()).await.unwrap();
+    let ports = harness.ports.clone();
+    let _dir = harness.stop().await;
+    assert!(client.calls.contains(&Call::Stop));
+    let kept = ports.blobs.get(&key).await.unwrap();
+    assert_eq!(kept.as_deref(), Some(&b"another host's store"[..]), "the stop's save did not clobber it");
+}
+
+#[tokio::test]
 async fn the_presence_is_set_again_after_the_client_learns_the_name() {
     let mut harness = Harness::new(|_| {}).await;
     let client = pair(&mut harness).await;

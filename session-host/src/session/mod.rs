@@ -80,12 +80,20 @@ pub(crate) struct Session<F: ClientFactory> {
     give_up_at: Option<Instant>,
     /// When the credential store is next saved.
     persist_at: Option<Instant>,
-    /// The version of the stored credential store this session last read or wrote (`None`: there
-    /// is none). Every save is conditioned on it, so a session whose store was wiped by a logout or
-    /// rewritten by another host cannot clobber it.
-    store_version: Option<BlobVersion>,
+    /// What this session knows of its stored credential store; every save is conditioned on it.
+    store: StoreClaim,
     /// When the presence is next set from the settings.
     presence_at: Option<Instant>,
+}
+
+/// The stored credential store as this session last saw it.
+enum StoreClaim {
+    /// There was none: the next save creates it, unless someone else did meanwhile.
+    Absent,
+    /// The version this session read or wrote last: the next save replaces exactly that.
+    At(BlobVersion),
+    /// Wiped or rewritten by someone else: this session saves no more.
+    Lost,
 }
 
 impl<F: ClientFactory> Session<F> {
@@ -113,7 +121,7 @@ impl<F: ClientFactory> Session<F> {
             profile: Profile::default(),
             give_up_at: None,
             persist_at: None,
-            store_version: None,
+            store: StoreClaim::Absent,
             presence_at: None,
         }
     }
@@ -184,7 +192,7 @@ impl<F: ClientFactory> Session<F> {
                 if let Err(error) = self.ctx.ports.blobs.delete(&self.store_key()).await {
                     tracing::warn!(%error, "stale credential store not removed");
                 }
-                self.store_version = None;
+                self.store = StoreClaim::Absent;
                 self.start(None, Some(login), history_days).await;
             }
         }
@@ -196,7 +204,7 @@ impl<F: ClientFactory> Session<F> {
         }
         match self.ctx.ports.blobs.get_versioned(&self.store_key()).await {
             Ok(Some(store)) => {
-                self.store_version = Some(store.version);
+                self.store = StoreClaim::At(store.version);
                 self.start(Some(store.bytes), None, None).await;
             }
             Ok(None) => tracing::info!("reconnect without a saved session ignored"),
@@ -499,13 +507,18 @@ impl<F: ClientFactory> Session<F> {
                 if self.load_instance().await.is_none_or(|i| i.connection.state == InstanceState::LoggedOut) {
                     return;
                 }
-                let saved =
-                    self.ctx.ports.blobs.put_if(&self.store_key(), bytes, self.store_version.as_ref()).await;
-                match saved {
-                    Ok(version) => self.store_version = Some(version),
+                let expected = match &self.store {
+                    StoreClaim::Absent => None,
+                    StoreClaim::At(version) => Some(version),
+                    StoreClaim::Lost => return,
+                };
+                match self.ctx.ports.blobs.put_if(&self.store_key(), bytes, expected).await {
+                    Ok(version) => self.store = StoreClaim::At(version),
+                    // The client stays: a logout or delete that wiped the store is on its way and
+                    // unlinks it; a host that took the instance over replaces this socket.
                     Err(ryze_core::Error::BlobConflict) => {
-                        tracing::warn!("credential store wiped or rewritten elsewhere; this session stops");
-                        self.release_client(false, "credential store taken over").await;
+                        tracing::warn!("credential store wiped or rewritten elsewhere; no more saves");
+                        self.store = StoreClaim::Lost;
                     }
                     Err(error) => tracing::error!(%error, "credential store not saved"),
                 }
