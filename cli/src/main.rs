@@ -191,18 +191,18 @@ async fn services(data: &DataArgs, connect: ConnectPolicy) -> anyhow::Result<Ser
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data.data_dir)?;
-    // The embedded store's instance cache assumes one serving process per data directory; on AWS,
-    // processes share the deployment and each keeps its sessions' working files apart.
-    let lock_name = match args.data.backend {
-        Backend::Embedded => "serve.lock".to_owned(),
-        Backend::Aws => format!("serve-{}.lock", std::process::id()),
-    };
-    let lock = std::fs::File::create(args.data.data_dir.join(&lock_name))?;
-    lock.try_lock()
-        .map_err(|_| anyhow::anyhow!("{} is in use by another `ryze serve`", args.data.data_dir.display()))?;
-    let work_dir = match args.data.backend {
-        Backend::Embedded => args.data.data_dir.join("sessions"),
-        Backend::Aws => args.data.data_dir.join(format!("sessions-{}", std::process::id())),
+    // The embedded store's instance cache assumes one serving process per data directory. On AWS
+    // processes share the deployment, and each keeps its sessions' working files apart, for its
+    // own lifetime (their stores live in S3).
+    let (_lock, work_dir) = match args.data.backend {
+        Backend::Embedded => {
+            let lock = std::fs::File::create(args.data.data_dir.join("serve.lock"))?;
+            lock.try_lock().map_err(|_| {
+                anyhow::anyhow!("{} is in use by another `ryze serve`", args.data.data_dir.display())
+            })?;
+            (Some(lock), args.data.data_dir.join("sessions"))
+        }
+        Backend::Aws => (None, args.data.data_dir.join(format!("sessions-{}", std::process::id()))),
     };
 
     let host_config = args.host.config(&work_dir)?;
@@ -234,6 +234,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (served, ()) = tokio::join!(api.into_future(), signals);
     served?;
     host.await??;
+    if args.data.backend == Backend::Aws {
+        let _ = std::fs::remove_dir_all(&work_dir);
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -79,8 +79,9 @@ impl<F: ClientFactory> SessionHost<F> {
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), HostError> {
         tracing::info!(max_sessions = self.ctx.config.max_sessions, "session host started");
         let sessions_stop = shutdown.child_token();
-        // One receive stays in flight across loop turns: dropping a long poll that SQS has already
-        // answered would hide its messages until their visibility timeout.
+        // One receive stays in flight across loop turns. Dropping it is safe (the port promises
+        // that), but on SQS a dropped long poll runs on until it returns and hands its messages
+        // back, so restarting it whenever a session ends would only delay commands.
         let mut receiving = Box::pin(receive(self.ctx.ports.commands.clone()));
         loop {
             tokio::select! {

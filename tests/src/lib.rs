@@ -94,9 +94,12 @@ impl Storage {
                 .await
                 .unwrap();
             stored.extend(format!("{items:?}").into_bytes());
-            for key in self.blob_keys("").await {
+            let blobs = self.ports().blobs;
+            let mut keys = self.blob_keys("").await;
+            keys.dedup();
+            for key in keys {
                 let blob = ryze_core::ports::BlobKey::new(key).unwrap();
-                stored.extend(self.ports().blobs.get(&blob).await.unwrap().unwrap_or_default());
+                stored.extend(blobs.get(&blob).await.unwrap().unwrap_or_default());
             }
         }
         stored
@@ -116,10 +119,7 @@ impl Storage {
     /// Keys of every object version and delete marker under `prefix` in the bucket.
     async fn blob_keys(&self, prefix: &str) -> Vec<String> {
         let Some((config, resources)) = &self.aws else { return Vec::new() };
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(config).force_path_style(true).build(),
-        );
-        let listed = s3
+        let listed = aws_adapters::s3_client(config)
             .list_object_versions()
             .bucket(&resources.bucket)
             .prefix(prefix)

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use ryze_core::adapters::aws::{DynamoRegistry, S3BlobStore, SqsQueue};
+use ryze_core::adapters::aws::{self as adapters, DynamoRegistry, S3BlobStore, SqsQueue};
 use ryze_tests::{aws, contract};
 
 #[tokio::test]
@@ -22,9 +22,7 @@ async fn the_dynamodb_registry_keeps_the_contract_under_parallel_writers() {
 #[tokio::test]
 async fn the_s3_bucket_keeps_the_blob_store_contract() {
     let (config, resources) = aws::provision().await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build(),
-    );
+    let s3 = adapters::s3_client(&config);
     contract::blob_store_contract(Arc::new(S3BlobStore::new(s3, &resources.bucket))).await;
 }
 

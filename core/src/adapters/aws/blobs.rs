@@ -11,6 +11,7 @@ use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier, ServerSideEncryption};
 
+use super::sdk_error;
 use crate::ports::{BlobKey, BlobStore, BlobVersion, VersionedBlob};
 use crate::{Error, Result};
 
@@ -39,18 +40,10 @@ impl S3BlobStore {
     }
 }
 
-fn s3_error<E, R>(error: aws_sdk_s3::error::SdkError<E, R>) -> Error
-where
-    E: std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
-    Error::storage(aws_sdk_s3::error::DisplayErrorContext(error).to_string())
-}
-
 #[async_trait]
 impl BlobStore for S3BlobStore {
     async fn put(&self, key: &BlobKey, bytes: Vec<u8>) -> Result<()> {
-        self.put_request(key, bytes).send().await.map_err(s3_error)?;
+        self.put_request(key, bytes).send().await.map_err(sdk_error)?;
         Ok(())
     }
 
@@ -82,7 +75,7 @@ impl BlobStore for S3BlobStore {
             {
                 Err(Error::BlobConflict)
             }
-            Err(error) => Err(s3_error(error)),
+            Err(error) => Err(sdk_error(error)),
         }
     }
 
@@ -90,7 +83,7 @@ impl BlobStore for S3BlobStore {
         let output = match self.client.get_object().bucket(&*self.bucket).key(key.as_str()).send().await {
             Ok(output) => output,
             Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => return Ok(None),
-            Err(error) => return Err(s3_error(error)),
+            Err(error) => return Err(sdk_error(error)),
         };
         let version = BlobVersion(output.e_tag.clone().ok_or_else(|| Error::storage("S3 returned no ETag"))?);
         let bytes = output.body.collect().await.map_err(Error::storage)?.into_bytes().to_vec();
@@ -100,7 +93,13 @@ impl BlobStore for S3BlobStore {
     /// Removes the object and, on a versioned bucket, every earlier version of it: a deleted
     /// credential store must not linger as a noncurrent version.
     async fn delete(&self, key: &BlobKey) -> Result<()> {
-        self.client.delete_object().bucket(&*self.bucket).key(key.as_str()).send().await.map_err(s3_error)?;
+        self.client
+            .delete_object()
+            .bucket(&*self.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+            .map_err(sdk_error)?;
         let (mut key_marker, mut version_marker) = (None, None);
         loop {
             let page = self
@@ -112,7 +111,7 @@ impl BlobStore for S3BlobStore {
                 .set_version_id_marker(version_marker.take())
                 .send()
                 .await
-                .map_err(s3_error)?;
+                .map_err(sdk_error)?;
             let versions = page.versions().iter().map(|v| (v.key(), v.version_id()));
             let markers = page.delete_markers().iter().map(|m| (m.key(), m.version_id()));
             let doomed = versions
@@ -138,7 +137,7 @@ impl BlobStore for S3BlobStore {
                     .delete(batch)
                     .send()
                     .await
-                    .map_err(s3_error)?;
+                    .map_err(sdk_error)?;
             }
             if page.is_truncated() != Some(true) {
                 return Ok(());
@@ -152,7 +151,7 @@ impl BlobStore for S3BlobStore {
         match self.client.head_object().bucket(&*self.bucket).key(key.as_str()).send().await {
             Ok(_) => Ok(true),
             Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(false),
-            Err(error) => Err(s3_error(error)),
+            Err(error) => Err(sdk_error(error)),
         }
     }
 }

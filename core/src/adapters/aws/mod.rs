@@ -74,7 +74,7 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
 
 /// S3 clients address buckets by path when an endpoint is configured (a local emulator has no
 /// per-bucket host names); on AWS itself virtual-hosted addressing is kept.
-fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
     let path_style = config.endpoint_url().is_some();
     aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(config).force_path_style(path_style).build(),
@@ -98,7 +98,8 @@ pub fn ports(config: &aws_config::SdkConfig, resources: &AwsResources) -> Ports 
     }
 }
 
-/// An SDK failure as a storage error, with the service's message kept as its cause.
+/// An SDK failure as a storage error, with the service's message kept as its cause. Every service
+/// crate shares the one `SdkError` type, so this serves DynamoDB, SQS and S3 alike.
 fn sdk_error<E, R>(error: aws_sdk_dynamodb::error::SdkError<E, R>) -> Error
 where
     E: std::error::Error + Send + Sync + 'static,

@@ -18,6 +18,7 @@ use aws_sdk_sqs::Client;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::sdk_error;
 use crate::ports::{Delivery, Queue, Receipt};
 use crate::{Error, Result};
 
@@ -65,14 +66,6 @@ async fn release(client: &Client, url: &str, messages: Vec<aws_sdk_sqs::types::M
     }
 }
 
-fn sqs_error<E, R>(error: aws_sdk_sqs::error::SdkError<E, R>) -> Error
-where
-    E: std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
-    Error::storage(aws_sdk_sqs::error::DisplayErrorContext(error).to_string())
-}
-
 #[async_trait]
 impl<M> Queue<M> for SqsQueue<M>
 where
@@ -86,7 +79,7 @@ where
                 .message_group_id(group(message))
                 .message_deduplication_id(uuid::Uuid::new_v4().simple().to_string());
         }
-        request.send().await.map_err(sqs_error)?;
+        request.send().await.map_err(sdk_error)?;
         Ok(())
     }
 
@@ -105,7 +98,7 @@ where
                 release(&client, &url, unwanted.messages.unwrap_or_default()).await;
             }
         });
-        let output = answered.await.map_err(Error::storage)?.map_err(sqs_error)?;
+        let output = answered.await.map_err(Error::storage)?.map_err(sdk_error)?;
         let mut deliveries = Vec::new();
         for message in output.messages.unwrap_or_default() {
             let Some(receipt) = message.receipt_handle else { continue };
@@ -128,7 +121,7 @@ where
             .receipt_handle(&receipt.0)
             .send()
             .await
-            .map_err(sqs_error)?;
+            .map_err(sdk_error)?;
         Ok(())
     }
 }
