@@ -10,10 +10,11 @@
 //! - [`extract`]: body, path and caller extractors whose rejections are [`ApiError`]s.
 //! - [`error`]: [`ApiError`], the one place the contract's error messages are written.
 //! - [`views`] and [`list`]: response bodies; [`qr`]: the QR code PNG.
-//! - [`openapi`]: the document's frame; `/openapi.json` and `/docs` serve it.
+//! - [`openapi`]: the document's frame, served at `/openapi.json`; [`docs`]: the Swagger UI page.
 //! - [`lambda`]: the router as a Lambda function (the `api` and `connect` binaries).
 
 pub mod auth;
+pub mod docs;
 pub mod error;
 pub mod extract;
 pub mod lambda;
@@ -25,16 +26,16 @@ pub mod views;
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
 use ryze_core::service::Services;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
-use utoipa_swagger_ui::SwaggerUi;
 
 pub use error::ApiError;
 
@@ -83,7 +84,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(authenticated)
         .merge(public)
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", document))
+        .route("/openapi.json", get(move || std::future::ready(Json(document.clone()))))
+        .merge(docs::routes())
         .fallback(routes::route_not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(middleware::from_fn(log_failures))

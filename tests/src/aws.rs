@@ -19,7 +19,7 @@ pub fn endpoint() -> String {
 
 /// An SDK configuration for the emulator: a fixed region and dummy credentials.
 pub async fn sdk_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
+    aws::sdk_defaults()
         .endpoint_url(endpoint())
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))

@@ -57,12 +57,29 @@ async fn the_docs_page_and_its_assets_are_served_by_the_binary() {
     let page = app.request(Method::GET, "/docs/", None, None).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.text.contains("swagger-ui"), "{}", page.text);
-    for asset in ["/docs/swagger-ui.css", "/docs/swagger-ui-bundle.js", "/docs/swagger-initializer.js"] {
-        let response = app.request(Method::GET, asset, None, None).await;
+    let assets = [
+        ("swagger-ui.css", "text/css"),
+        ("swagger-ui-bundle.js", "application/javascript"),
+        ("swagger-ui-standalone-preset.js", "application/javascript"),
+        ("swagger-initializer.js", "application/javascript"),
+    ];
+    for (asset, content_type) in assets {
+        assert!(page.text.contains(&format!("\"{asset}\"")), "the page loads {asset} by a relative link");
+        let response = app.request(Method::GET, &format!("/docs/{asset}"), None, None).await;
         assert_eq!(response.status, StatusCode::OK, "{asset}");
+        assert!(response.header("content-type").unwrap().starts_with(content_type));
         assert!(response.text.len() > 100, "{asset} is empty");
     }
+    let bundle = app.request(Method::GET, "/docs/swagger-ui-bundle.js", None, None).await;
+    assert!(bundle.text.contains("SwaggerUIBundle"), "the bundle arrives inflated");
     let initializer = app.request(Method::GET, "/docs/swagger-initializer.js", None, None).await;
-    assert!(initializer.text.contains("/openapi.json"), "the page loads our document");
+    assert!(initializer.text.contains("\"../openapi.json\""), "relative, so a stage prefix is kept");
     assert!(!initializer.text.contains("https://"), "the page must not need the internet");
+
+    let bare = app.request(Method::GET, "/docs", None, None).await;
+    assert_eq!(bare.status, StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(bare.header("location"), Some("docs/"), "relative, so a stage prefix is kept");
+    let missing = app.request(Method::GET, "/docs/swagger-ui-bundle.js.map", None, None).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.error_message(), "Route not found");
 }

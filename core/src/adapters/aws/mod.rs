@@ -69,7 +69,16 @@ impl AwsResources {
 
 /// The SDK configuration from the standard AWS environment.
 pub async fn sdk_config() -> aws_config::SdkConfig {
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+    sdk_defaults().load().await
+}
+
+/// The standard AWS environment, with an HTTPS client on rustls and ring: the SDK crates are built
+/// without their default client (see the workspace manifest), so every configuration starts here.
+pub fn sdk_defaults() -> aws_config::ConfigLoader {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    let https =
+        aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https)
 }
 
 /// S3 clients address buckets by path when an endpoint is configured (a local emulator has no
@@ -106,4 +115,16 @@ where
     R: std::fmt::Debug + Send + Sync + 'static,
 {
     Error::storage(aws_sdk_dynamodb::error::DisplayErrorContext(error).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_configuration_carries_the_https_client() {
+        // The SDK crates have no default client: a configuration without ours would fail its first call.
+        let config = sdk_defaults().region(aws_config::Region::new("us-east-1")).load().await;
+        assert!(config.http_client().is_some());
+    }
 }
