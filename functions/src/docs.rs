@@ -11,6 +11,7 @@
 use std::io::Read;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -22,7 +23,14 @@ use crate::ApiError;
 struct Asset {
     name: &'static str,
     content_type: &'static str,
-    gzipped: &'static [u8],
+    content: Content,
+}
+
+enum Content {
+    /// Ours, written below.
+    Text(&'static str),
+    /// From the Swagger UI release, compressed by `build.rs`.
+    Gzipped(&'static [u8]),
 }
 
 macro_rules! vendored {
@@ -30,13 +38,18 @@ macro_rules! vendored {
         Asset {
             name: $name,
             content_type: $content_type,
-            gzipped: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".gz")),
+            content: Content::Gzipped(include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".gz"))),
         }
     };
 }
 
-/// The Swagger UI release files; `build.rs` lists the same names.
-const VENDORED: [Asset; 4] = [
+const HTML: &str = "text/html; charset=utf-8";
+const JAVASCRIPT: &str = "application/javascript; charset=utf-8";
+
+/// Every file of the page; `build.rs` lists the vendored names too.
+const ASSETS: [Asset; 6] = [
+    Asset { name: "index.html", content_type: HTML, content: Content::Text(INDEX) },
+    Asset { name: "swagger-initializer.js", content_type: JAVASCRIPT, content: Content::Text(INITIALIZER) },
     vendored!("swagger-ui.css", "text/css; charset=utf-8"),
     vendored!("swagger-ui-bundle.js", "application/javascript; charset=utf-8"),
     vendored!("swagger-ui-standalone-preset.js", "application/javascript; charset=utf-8"),
@@ -75,31 +88,26 @@ const INITIALIZER: &str = r##"window.onload = function () {
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/docs", get(|| async { (StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, "docs/")]) }))
-        .route("/docs/", get(|| async { served("text/html; charset=utf-8", INDEX.as_bytes().to_vec()) }))
-        .route("/docs/{file}", get(file))
+        .route("/docs/", get(|| serve("index.html")))
+        .route("/docs/{file}", get(|Path(file): Path<String>| async move { serve(&file).await }))
 }
 
-async fn file(Path(name): Path<String>) -> Result<Response, ApiError> {
-    match name.as_str() {
-        "index.html" => return Ok(served("text/html; charset=utf-8", INDEX.as_bytes().to_vec())),
-        "swagger-initializer.js" => {
-            return Ok(served("application/javascript; charset=utf-8", INITIALIZER.as_bytes().to_vec()));
+async fn serve(name: &str) -> Result<Response, ApiError> {
+    let asset = ASSETS.iter().find(|asset| asset.name == name).ok_or_else(ApiError::route_not_found)?;
+    let body = match asset.content {
+        Content::Text(text) => Body::from(text),
+        Content::Gzipped(gzipped) => {
+            let mut content = Vec::with_capacity(gzipped.len() * 4);
+            GzDecoder::new(gzipped).read_to_end(&mut content).map_err(|error| {
+                tracing::error!(%error, file = %name, "an embedded /docs file does not inflate");
+                ApiError::internal()
+            })?;
+            Body::from(content)
         }
-        _ => {}
-    }
-    let asset = VENDORED.iter().find(|asset| asset.name == name).ok_or_else(ApiError::route_not_found)?;
-    let mut content = Vec::with_capacity(asset.gzipped.len() * 4);
-    GzDecoder::new(asset.gzipped).read_to_end(&mut content).map_err(|error| {
-        tracing::error!(%error, file = %name, "an embedded /docs file does not inflate");
-        ApiError::internal()
-    })?;
-    Ok(served(asset.content_type, content))
-}
-
-fn served(content_type: &'static str, content: Vec<u8>) -> Response {
+    };
     let headers = [
-        (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+        (header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type)),
         (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600")),
     ];
-    (headers, content).into_response()
+    Ok((headers, body).into_response())
 }

@@ -26,11 +26,13 @@ pub mod views;
 
 use std::sync::Arc;
 
+use axum::Router;
+use axum::body::Bytes;
 use axum::extract::Request;
+use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
 use ryze_core::service::Services;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
@@ -79,12 +81,17 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The whole application.
 pub fn router(state: AppState) -> Router {
     let Routes { authenticated, public, document } = routes();
+    // Serialised once: the document is fixed for the life of the process.
+    let document = (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        Bytes::from(serde_json::to_vec(&document).expect("the OpenAPI document serialises")),
+    );
     let authenticated =
         authenticated.route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
     Router::new()
         .merge(authenticated)
         .merge(public)
-        .route("/openapi.json", get(move || std::future::ready(Json(document.clone()))))
+        .route("/openapi.json", get(move || std::future::ready(document.clone())))
         .merge(docs::routes())
         .fallback(routes::route_not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)

@@ -17,6 +17,7 @@ async fn the_openapi_document_describes_every_route() {
     let app = TestApp::on(crate::BACKEND).await;
     let response = app.request(Method::GET, "/openapi.json", None, None).await;
     assert_eq!(response.status, StatusCode::OK);
+    assert_eq!(response.header("content-type"), Some("application/json"));
     let document = &response.json;
     assert_eq!(document["openapi"], "3.1.0");
     let paths = document["paths"].as_object().expect("paths");
