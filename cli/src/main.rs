@@ -18,9 +18,11 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use ryze_core::adapters::{aws, embedded};
 use ryze_core::clock::SystemClock;
-use ryze_core::domain::{AccountId, AccountLimits};
+use ryze_core::domain::{AccountId, AccountLimits, RetrySchedule};
+use ryze_core::outbound::{OutboundClient, TargetPolicy};
 use ryze_core::ports::Ports;
 use ryze_core::secrets::{Keyring, MasterKey};
+use ryze_core::service::dispatch::{Dispatcher, DispatcherConfig};
 use ryze_core::service::{ConnectPolicy, NewAccount, Services};
 use ryze_core::telemetry::{self, LogFormat};
 use ryze_session_host::SessionHost;
@@ -96,8 +98,53 @@ struct ServeArgs {
     /// How long a connect call waits for the session host's code, in seconds.
     #[arg(long, env = "RYZE_CONNECT_WAIT_SECS", default_value_t = 60)]
     connect_wait_secs: u64,
+    /// Let webhooks and Chatwoot reach loopback, private and link-local addresses (a deployment
+    /// whose customers are its own services; local tests). Off, such targets are refused.
+    #[arg(long, env = "RYZE_ALLOW_PRIVATE_TARGETS", value_parser = clap::builder::BoolishValueParser::new())]
+    allow_private_targets: bool,
+    #[command(flatten)]
+    events: EventArgs,
+    #[command(flatten)]
+    server: ServerArgs,
     #[command(flatten)]
     host: HostArgs,
+}
+
+/// The HTTP server's limits (functions/src/server.rs).
+#[derive(Args, Debug)]
+struct ServerArgs {
+    /// Seconds a client has to send a request's head, and may pause while sending a body.
+    #[arg(long, env = "RYZE_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    header_timeout_secs: u64,
+    /// Seconds a kept-alive connection may stay idle between requests.
+    #[arg(long, env = "RYZE_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    idle_timeout_secs: u64,
+    /// Connections served at once; more wait in the listen backlog.
+    #[arg(long, env = "RYZE_MAX_CONNECTIONS", default_value_t = 10_000)]
+    max_connections: usize,
+}
+
+impl ServerArgs {
+    fn limits(&self) -> ryze_functions::server::ServerLimits {
+        ryze_functions::server::ServerLimits {
+            header_timeout: Duration::from_secs(self.header_timeout_secs),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            max_connections: self.max_connections,
+            ..Default::default()
+        }
+    }
+}
+
+/// Event delivery: the dispatcher `ryze serve` runs in process.
+#[derive(Args, Debug)]
+struct EventArgs {
+    /// The deployment's public API URL, sent as `instanceData.baseUrl` [default: http://<listen>].
+    #[arg(long, env = "RYZE_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Seconds to wait before each webhook attempt, comma-separated; after the last failed attempt
+    /// a delivery is dead.
+    #[arg(long, env = "RYZE_WEBHOOK_RETRY_SCHEDULE", default_value = RetrySchedule::DEFAULT)]
+    webhook_retry_schedule: RetrySchedule,
 }
 
 #[derive(Args, Debug)]
@@ -186,7 +233,9 @@ async fn open_store(data: &DataArgs) -> anyhow::Result<(Ports, Arc<Keyring>)> {
 
 async fn services(data: &DataArgs, connect: ConnectPolicy) -> anyhow::Result<Services> {
     let (ports, keys) = open_store(data).await?;
-    Ok(Services::new(ports, keys, Arc::new(SystemClock), connect))
+    // The account commands call no customer URL: the default policy is as good as any.
+    let outbound = OutboundClient::new(TargetPolicy::default());
+    Ok(Services::new(ports, keys, Arc::new(SystemClock), connect, outbound))
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -214,7 +263,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Backend::Aws => Duration::from_millis(25),
     };
     let connect = ConnectPolicy { wait: Duration::from_secs(args.connect_wait_secs), poll_interval };
-    let services = Services::new(ports.clone(), keys.clone(), Arc::new(SystemClock), connect);
+    let outbound = OutboundClient::new(TargetPolicy { allow_private: args.allow_private_targets });
+    let services =
+        Services::new(ports.clone(), keys.clone(), Arc::new(SystemClock), connect, outbound.clone());
+    let dispatcher = Arc::new(Dispatcher::new(
+        &ports,
+        keys.clone(),
+        Arc::new(SystemClock),
+        Arc::new(outbound),
+        None,
+        DispatcherConfig {
+            schedule: args.events.webhook_retry_schedule.clone(),
+            public_url: args.events.public_url.clone().unwrap_or_else(|| format!("http://{}", args.listen)),
+        },
+    ));
+    let (events, deliveries) = (ports.events.clone(), ports.deliveries.clone());
     let app = ryze_functions::router(ryze_functions::AppState::new(services));
     let factory = WhatsAppFactory::new(&host_config)?;
     let host = SessionHost::new(ports, keys, host_config, factory);
@@ -226,14 +289,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // One stop for both: a signal ends the API's intake and the sessions (each saves its store).
     let stop = CancellationToken::new();
     let host = tokio::spawn(host.run(stop.clone()));
-    let api = axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
+    let dispatching = tokio::spawn(dispatcher.run(events, deliveries, stop.clone().cancelled_owned()));
+    let api =
+        ryze_functions::server::serve(listener, app, stop.clone().cancelled_owned(), args.server.limits());
     let signals = async {
         shutdown_signal().await;
         stop.cancel();
     };
-    let (served, ()) = tokio::join!(api.into_future(), signals);
-    served?;
+    tokio::join!(api, signals);
     host.await??;
+    dispatching.await?;
     if args.data.backend == Backend::Aws {
         let _ = std::fs::remove_dir_all(&work_dir);
     }

@@ -52,6 +52,16 @@ pub enum Error {
     ReconnectFailed { reason: &'static str },
     #[error("logout failed")]
     LogoutFailed(#[source] Box<Error>),
+    #[error("the instance already has three enabled webhooks")]
+    WebhookLimit,
+    #[error("webhook not found")]
+    WebhookNotFound,
+    #[error("the instance's WebSocket was never configured")]
+    WebsocketNotConfigured,
+    #[error("the WebSocket of instance {0} is not enabled")]
+    WebsocketDisabled(InstanceName),
+    #[error("delivery not found")]
+    DeliveryNotFound,
     #[error("the stored object changed since it was read")]
     BlobConflict,
     #[error("a sealed secret could not be opened")]

@@ -10,6 +10,8 @@
 //! - [`secrets`]: random tokens, the keyed hash they are looked up by, and AES-256-GCM sealing.
 //! - [`ports`]: the storage roles (instance registry, rate counters, command and event queues, blob
 //!   store) as traits. Each has an embedded adapter in [`adapters`] and an AWS one.
+//! - [`outbound`]: the one HTTP client for customer URLs (webhooks, Chatwoot), which refuses
+//!   private and other non-public addresses unless the deployment allows them.
 //! - [`service`]: the rules (validation, quotas, rate limits, authorisation, the connect protocol).
 //!   Handlers and the CLI call services, never ports.
 //!
@@ -21,6 +23,7 @@ pub mod adapters;
 pub mod clock;
 pub mod domain;
 pub mod error;
+pub mod outbound;
 pub mod ports;
 pub mod secrets;
 pub mod service;

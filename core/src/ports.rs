@@ -12,8 +12,9 @@ use chrono::{DateTime, Utc};
 
 use crate::Result;
 use crate::domain::{
-    Account, AccountId, AccountLimits, ConnectOutcome, ConnectRequest, ConnectRequestId, Event, Instance,
-    InstanceChange, InstanceId, InstanceName, SessionCommand,
+    Account, AccountId, AccountLimits, ConnectOutcome, ConnectRequest, ConnectRequestId, DeliveryAttempt,
+    DeliveryFilter, DeliveryKey, DeliveryRecord, Event, Instance, InstanceChange, InstanceId, InstanceName,
+    SessionCommand,
 };
 use crate::secrets::TokenHash;
 
@@ -94,10 +95,29 @@ pub struct Delivery<M> {
     pub receipt: Receipt,
 }
 
+/// How a message is sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SendOptions {
+    /// Messages of one group are received one at a time, in the order sent: the next only once the
+    /// one before is acknowledged. Ungrouped messages have no order.
+    pub group: Option<String>,
+    /// Not received before this wait is over, up to the queue's [`Queue::max_delay`].
+    pub delay: Duration,
+}
+
 /// An at-least-once message queue.
 #[async_trait]
-pub trait Queue<M: Send + 'static>: Send + Sync {
-    async fn send(&self, message: &M) -> Result<()>;
+pub trait Queue<M: Send + Sync + 'static>: Send + Sync {
+    async fn send(&self, message: &M) -> Result<()> {
+        self.send_with(message, SendOptions::default()).await
+    }
+
+    async fn send_with(&self, message: &M, options: SendOptions) -> Result<()>;
+
+    /// The longest delay one send can ask for; a longer wait is a chain of sends (SQS: 15 minutes).
+    fn max_delay(&self) -> Duration {
+        Duration::MAX
+    }
 
     /// Waits up to `wait` for at most `max` messages. Cancel safe: a receive dropped while waiting
     /// takes nothing off the queue.
@@ -105,6 +125,9 @@ pub trait Queue<M: Send + 'static>: Send + Sync {
 
     /// Marks a message handled so it is not delivered again.
     async fn ack(&self, receipt: &Receipt) -> Result<()>;
+
+    /// Gives a received message back unhandled, to be received again now.
+    async fn release(&self, receipt: &Receipt) -> Result<()>;
 }
 
 /// Commands for the session hosts (on AWS: SQS FIFO, group = instance).
@@ -112,6 +135,39 @@ pub type CommandQueue = dyn Queue<SessionCommand>;
 
 /// Events for the dispatcher (on AWS: SQS with a dead-letter queue).
 pub type EventQueue = dyn Queue<Event>;
+
+/// Webhook delivery attempts: first attempts grouped by webhook (so each webhook gets one instance's
+/// events in order), retries ungrouped and delayed. Dead deliveries go to a second one, the
+/// dead-letter queue an operator redrives.
+pub type DeliveryQueue = dyn Queue<DeliveryAttempt>;
+
+/// The delivery log: one record per event and webhook, kept seven days.
+#[async_trait]
+pub trait DeliveryLog: Send + Sync {
+    /// Stores a new record; `false` (and nothing written) when one with its key exists already, as
+    /// when an event is handled a second time after a crash.
+    async fn insert(&self, record: &DeliveryRecord) -> Result<bool>;
+
+    async fn get(&self, key: &DeliveryKey) -> Result<Option<DeliveryRecord>>;
+
+    /// Replaces the record with the same key if its stored revision is still `expected`; `false`
+    /// (nothing written) when another writer got there first.
+    async fn update(&self, record: &DeliveryRecord, expected: u64) -> Result<bool>;
+
+    /// The instance's records matching `filter`, newest first, at most `limit`.
+    async fn list(
+        &self,
+        instance: &InstanceId,
+        filter: &DeliveryFilter,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>>;
+
+    /// Every record of an event (one per webhook), for a redelivery by event id.
+    async fn of_event(&self, instance: &InstanceId, event_id: &str) -> Result<Vec<DeliveryRecord>>;
+
+    /// Forgets a deleted instance's records. Forgetting what is not there succeeds.
+    async fn delete_instance(&self, instance: &InstanceId) -> Result<()>;
+}
 
 /// A key in the blob store: `/`-separated segments of `A-Z a-z 0-9 - _ .`, never `..`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -184,6 +240,9 @@ pub struct Ports {
     pub counters: Arc<dyn RateCounter>,
     pub commands: Arc<CommandQueue>,
     pub events: Arc<EventQueue>,
+    pub deliveries: Arc<DeliveryQueue>,
+    pub dead_deliveries: Arc<DeliveryQueue>,
+    pub delivery_log: Arc<dyn DeliveryLog>,
     pub blobs: Arc<dyn BlobStore>,
 }
 

@@ -54,6 +54,10 @@ pub enum Purpose {
     S3SecretKey,
     ChatwootApiToken,
     WebhookAuthorization,
+    /// A webhook's Standard Webhooks signing secret (`whsec_...`).
+    WebhookSigningSecret,
+    /// The `user:password` that a webhook URL carried.
+    WebhookUrlCredentials,
 }
 
 impl Purpose {
@@ -64,6 +68,8 @@ impl Purpose {
             Self::S3SecretKey => b"ryze/s3-secret-key",
             Self::ChatwootApiToken => b"ryze/chatwoot-api-token",
             Self::WebhookAuthorization => b"ryze/webhook-authorization",
+            Self::WebhookSigningSecret => b"ryze/webhook-signing-secret",
+            Self::WebhookUrlCredentials => b"ryze/webhook-url-credentials",
         }
     }
 }
@@ -244,6 +250,11 @@ impl Keyring {
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// A new Standard Webhooks signing secret: `whsec_` and the base64 of 32 random bytes.
+pub fn generate_signing_secret() -> String {
+    format!("whsec_{}", STANDARD.encode(random_bytes::<32>()))
+}
 
 /// A new random token: 32 bytes from the OS, base64url (43 characters).
 pub fn generate_token() -> String {

@@ -107,6 +107,21 @@ impl From<Error> for ApiError {
                 (S::INTERNAL_SERVER_ERROR, format!("Failed to reconnect: {reason}").into())
             }
             Error::LogoutFailed(_) => (S::INTERNAL_SERVER_ERROR, "Failed to logout instance".into()),
+            Error::WebhookLimit => {
+                (S::CONFLICT, "Webhook limit reached: at most 3 enabled per instance".into())
+            }
+            Error::WebhookNotFound => (S::NOT_FOUND, "Webhook not found".into()),
+            Error::WebsocketNotConfigured => {
+                (S::NOT_FOUND, "WebSocket not configured for this instance".into())
+            }
+            Error::WebsocketDisabled(name) => (
+                S::BAD_REQUEST,
+                format!(
+                    "WebSocket is not enabled for this instance. Configure it first using POST /api/events/websocket/{name}"
+                )
+                .into(),
+            ),
+            Error::DeliveryNotFound => (S::NOT_FOUND, "Delivery not found".into()),
             Error::Unseal | Error::BlobConflict | Error::Storage(_) => {
                 (S::INTERNAL_SERVER_ERROR, "Internal server error".into())
             }

@@ -14,6 +14,7 @@ use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
 use ryze_core::adapters::aws;
 use ryze_core::clock::SystemClock;
+use ryze_core::outbound::{OutboundClient, TargetPolicy};
 use ryze_core::secrets::{Keyring, MasterKey};
 use ryze_core::service::{ConnectPolicy, Services};
 use ryze_core::telemetry::{self, LogFormat};
@@ -51,9 +52,23 @@ pub async fn run(function: Function) -> Result<(), lambda_http::Error> {
     };
     let ports = aws::ports(&aws::sdk_config().await, &resources);
     let policy = ConnectPolicy { wait: Duration::from_secs(wait_secs), poll_interval: CONNECT_POLL };
-    let services = Services::new(ports, keys, Arc::new(SystemClock), policy);
+    let allow_private = match std::env::var("RYZE_ALLOW_PRIVATE_TARGETS") {
+        Ok(text) => parse_flag(&text).ok_or("RYZE_ALLOW_PRIVATE_TARGETS: expected true or false")?,
+        Err(_) => false,
+    };
+    let outbound = OutboundClient::new(TargetPolicy { allow_private });
+    let services = Services::new(ports, keys, Arc::new(SystemClock), policy, outbound);
     let app = ServiceBuilder::new().map_request(strip_stage).service(crate::router(AppState::new(services)));
     lambda_http::run(app).await
+}
+
+/// A boolean variable's value, as `ryze serve` reads its flags.
+fn parse_flag(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" | "" => Some(false),
+        _ => None,
+    }
 }
 
 /// Removes the API Gateway stage (`/v1`) from the path: `lambda_http` puts it in front of every

@@ -12,16 +12,19 @@
 //! - [`views`] and [`list`]: response bodies; [`qr`]: the QR code PNG.
 //! - [`openapi`]: the document's frame, served at `/openapi.json`; [`docs`]: the Swagger UI page.
 //! - [`lambda`]: the router as a Lambda function (the `api` and `connect` binaries).
+//! - [`server`]: the router on a TCP listener, for `ryze serve`, with timeouts and a connection cap.
 
 pub mod auth;
 pub mod docs;
 pub mod error;
+pub mod event_views;
 pub mod extract;
 pub mod lambda;
 pub mod list;
 pub mod openapi;
 pub mod qr;
 pub mod routes;
+pub mod server;
 pub mod views;
 
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use ryze_core::domain::{
     EventKind, Instance, InstanceState, IntegrationStatus, PresenceStatus, Profile, ProxyConfig,
-    ProxyProtocol, S3Config, Settings, WebhookConfig,
+    ProxyProtocol, S3Config, Settings, WebhookConfig, WebsocketConfig,
 };
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -28,16 +28,23 @@ pub struct CreatedInstanceView {
 }
 
 #[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct IntegrationReport {
     pub status: IntegrationStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The inline webhook's `whsec_` signing secret: shown in this answer only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_secret: Option<String>,
+    /// The Chatwoot inbox the instance was linked to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inbox_id: Option<i64>,
 }
 
 impl IntegrationReport {
     fn of(enabled: bool) -> Self {
         let status = if enabled { IntegrationStatus::Ok } else { IntegrationStatus::Disabled };
-        Self { status, error: None }
+        Self { status, error: None, signing_secret: None, inbox_id: None }
     }
 }
 
@@ -51,12 +58,17 @@ pub struct IntegrationsReport {
 impl IntegrationsReport {
     pub fn of(instance: &Instance) -> Self {
         let chatwoot = match &instance.chatwoot {
-            Some(chatwoot) => IntegrationReport { status: chatwoot.status, error: None },
+            Some(chatwoot) => IntegrationReport {
+                status: chatwoot.status,
+                error: chatwoot.last_error.clone(),
+                signing_secret: None,
+                inbox_id: chatwoot.inbox_id,
+            },
             None => IntegrationReport::of(false),
         };
         Self {
             webhook: IntegrationReport::of(instance.webhooks.iter().any(|w| w.enabled)),
-            websocket: IntegrationReport::of(instance.websocket.enabled),
+            websocket: IntegrationReport::of(instance.websocket.as_ref().is_some_and(|w| w.enabled)),
             chatwoot,
         }
     }
@@ -82,12 +94,22 @@ pub struct WebhookView {
     pub media_base64: bool,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Default, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WebsocketView {
     pub enabled: bool,
     pub events: Vec<EventKind>,
     pub media_base64: bool,
+}
+
+impl From<&WebsocketConfig> for WebsocketView {
+    fn from(websocket: &WebsocketConfig) -> Self {
+        Self {
+            enabled: websocket.enabled,
+            events: websocket.events.clone(),
+            media_base64: websocket.media_base64,
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -98,6 +120,8 @@ pub struct ChatwootView {
     pub account_id: Option<i64>,
     pub inbox_name: Option<String>,
     pub status: IntegrationStatus,
+    /// The linked Chatwoot inbox; `null` until linked.
+    pub inbox_id: Option<i64>,
 }
 
 /// A proxy as shown: never with its password.
@@ -223,11 +247,7 @@ impl InstanceView {
                 events: webhook.map(|w| w.events.clone()).unwrap_or_default(),
                 media_base64: webhook.is_some_and(|w| w.media_base64),
             },
-            websocket: WebsocketView {
-                enabled: instance.websocket.enabled,
-                events: instance.websocket.events.clone(),
-                media_base64: instance.websocket.media_base64,
-            },
+            websocket: instance.websocket.as_ref().map(WebsocketView::from).unwrap_or_default(),
             chatwoot: match &instance.chatwoot {
                 Some(c) => ChatwootView {
                     enabled: c.enabled,
@@ -235,6 +255,7 @@ impl InstanceView {
                     account_id: Some(c.account_id),
                     inbox_name: Some(c.inbox_name.clone()),
                     status: c.status,
+                    inbox_id: c.inbox_id,
                 },
                 None => ChatwootView {
                     enabled: false,
@@ -242,6 +263,7 @@ impl InstanceView {
                     account_id: None,
                     inbox_name: None,
                     status: IntegrationStatus::Disabled,
+                    inbox_id: None,
                 },
             },
             proxy: instance.proxy.as_ref().into(),

@@ -11,8 +11,10 @@
 
 pub mod aws;
 pub mod contract;
+pub mod fake_chatwoot;
 pub mod fake_whatsapp;
 pub mod proxies;
+pub mod receiver;
 pub mod system;
 
 use std::sync::Arc;
@@ -26,9 +28,12 @@ use http_body_util::BodyExt;
 use ryze_core::adapters::aws::AwsResources;
 use ryze_core::adapters::{aws as aws_adapters, embedded};
 use ryze_core::clock::ManualClock;
+use ryze_core::domain::RetrySchedule;
 use ryze_core::domain::{AccountLimits, ConnectOutcome, SessionCommand};
+use ryze_core::outbound::{OutboundClient, TargetPolicy};
 use ryze_core::ports::Ports;
 use ryze_core::secrets::{Keyring, MasterKey};
+use ryze_core::service::dispatch::{Dispatcher, DispatcherConfig};
 use ryze_core::service::{ConnectPolicy, NewAccount, Services};
 use ryze_functions::AppState;
 use serde_json::Value;
@@ -38,6 +43,9 @@ use tower::ServiceExt;
 /// The wait budget of connect calls in tests: long enough for a local answer, short enough to make
 /// the no-answer path quick.
 pub const TEST_CONNECT_WAIT: Duration = Duration::from_millis(400);
+
+/// The outbound policy of test apps: the fake receivers are on 127.0.0.1.
+const LOCAL_TARGETS: TargetPolicy = TargetPolicy { allow_private: true };
 
 /// Which adapter set an app runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,22 +199,33 @@ impl TestApp {
         Self::with_ports(backend, |ports| ports).await
     }
 
+    /// An app whose outbound client refuses private targets, as a deployment's does by default
+    /// (every other app allows them, to reach the fake servers on 127.0.0.1).
+    pub async fn refusing_private_targets(backend: Backend) -> Self {
+        Self::build(Storage::new(backend).await, |ports| ports, TEST_CONNECT_WAIT, TargetPolicy::default())
+    }
+
     /// A fresh process on the same state, as after a restart.
     pub fn reopen(&self) -> Self {
-        Self::build(self.storage.clone(), |ports| ports, TEST_CONNECT_WAIT)
+        Self::build(self.storage.clone(), |ports| ports, TEST_CONNECT_WAIT, LOCAL_TARGETS)
     }
 
     /// An app whose ports are the backend's as changed by `adapt` (to inject failures, say).
     pub async fn with_ports(backend: Backend, adapt: impl FnOnce(Ports) -> Ports) -> Self {
-        Self::build(Storage::new(backend).await, adapt, TEST_CONNECT_WAIT)
+        Self::build(Storage::new(backend).await, adapt, TEST_CONNECT_WAIT, LOCAL_TARGETS)
     }
 
     /// An app on `storage` whose connect calls wait `connect_wait` for a session host.
     pub fn with_connect_wait(storage: Arc<Storage>, connect_wait: Duration) -> Self {
-        Self::build(storage, |ports| ports, connect_wait)
+        Self::build(storage, |ports| ports, connect_wait, LOCAL_TARGETS)
     }
 
-    fn build(storage: Arc<Storage>, adapt: impl FnOnce(Ports) -> Ports, connect_wait: Duration) -> Self {
+    fn build(
+        storage: Arc<Storage>,
+        adapt: impl FnOnce(Ports) -> Ports,
+        connect_wait: Duration,
+        targets: TargetPolicy,
+    ) -> Self {
         let ports = adapt(storage.ports());
         let keys = Arc::new(Keyring::new(&storage.master_key));
         let clock = Arc::new(ManualClock::at(Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()));
@@ -215,7 +234,8 @@ impl TestApp {
             Backend::Aws => Duration::from_millis(20),
         };
         let policy = ConnectPolicy { wait: connect_wait, poll_interval };
-        let services = Services::new(ports.clone(), keys.clone(), clock.clone(), policy);
+        let outbound = OutboundClient::new(targets);
+        let services = Services::new(ports.clone(), keys.clone(), clock.clone(), policy, outbound);
         let router = ryze_functions::router(AppState::new(services.clone()));
         Self { router, services, ports, keys, clock, storage }
     }
@@ -293,10 +313,60 @@ impl TestApp {
         command
     }
 
+    /// Runs a dispatcher on the app's state (the system clock, local targets allowed) with the retry
+    /// `schedule`, until the returned handle is dropped or stopped.
+    pub fn dispatch(&self, schedule: &str) -> Dispatching {
+        self.dispatch_with(schedule, LOCAL_TARGETS)
+    }
+
+    /// [`TestApp::dispatch`] with the outbound policy `targets`.
+    pub fn dispatch_with(&self, schedule: &str, targets: TargetPolicy) -> Dispatching {
+        let config = DispatcherConfig {
+            schedule: RetrySchedule::parse(schedule).expect("schedule"),
+            public_url: "http://ryze.test".into(),
+        };
+        let dispatcher = Arc::new(Dispatcher::new(
+            &self.ports,
+            self.keys.clone(),
+            Arc::new(ryze_core::clock::SystemClock),
+            Arc::new(OutboundClient::new(targets)),
+            None,
+            config,
+        ));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let run = dispatcher.clone().run(self.ports.events.clone(), self.ports.deliveries.clone(), async {
+            let _ = stopped.await;
+        });
+        Dispatching { dispatcher, stop: Some(stop), task: tokio::spawn(run) }
+    }
+
     /// Takes whatever commands are queued, without waiting.
     pub async fn queued_commands(&self) -> Vec<SessionCommand> {
         let deliveries = self.ports.commands.receive(100, Duration::ZERO).await.expect("queue");
         deliveries.into_iter().map(|d| d.message).collect()
+    }
+}
+
+/// A dispatcher running beside a [`TestApp`].
+pub struct Dispatching {
+    pub dispatcher: Arc<Dispatcher>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Dispatching {
+    /// Stops it as a signal would: attempts in flight finish.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for Dispatching {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

@@ -26,6 +26,29 @@ pub enum EventKind {
     LabelUpdate,
 }
 
+impl EventKind {
+    pub const ALL: [Self; 6] = [
+        Self::InstanceState,
+        Self::MessageExchange,
+        Self::MessageStatus,
+        Self::CallUpdate,
+        Self::GroupFlow,
+        Self::LabelUpdate,
+    ];
+
+    /// The catalogue name, as in envelopes and `byEvents` paths.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InstanceState => "instance.state",
+            Self::MessageExchange => "message.exchange",
+            Self::MessageStatus => "message.status",
+            Self::CallUpdate => "call.update",
+            Self::GroupFlow => "group.flow",
+            Self::LabelUpdate => "label.update",
+        }
+    }
+}
+
 /// `data` of an `instance.state` event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
@@ -90,7 +113,8 @@ mod tests {
         assert_eq!(data, serde_json::json!({"state": "qr_ready", "qrCode": "2@x"}));
         let data = serde_json::to_value(StateChange::LoggedOut { reason: "api".into() }).unwrap();
         assert_eq!(data["state"], "logged_out");
-        let kind = serde_json::to_value(EventKind::InstanceState).unwrap();
-        assert_eq!(kind, "instance.state");
+        for kind in EventKind::ALL {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
     }
 }

@@ -85,7 +85,9 @@ pub struct Instance {
     pub proxy: Option<ProxyConfig>,
     pub s3: Option<S3Config>,
     pub webhooks: Vec<WebhookConfig>,
-    pub websocket: WebsocketConfig,
+    /// `None` until configured (inline on create or through the events API).
+    #[serde(default)]
+    pub websocket: Option<WebsocketConfig>,
     pub chatwoot: Option<ChatwootConfig>,
 }
 
@@ -96,7 +98,20 @@ pub enum InstanceChange {
     Settings(Settings),
     Proxy(Option<ProxyConfig>),
     S3(Option<S3Config>),
-    Session { connection: Connection, profile: Profile },
+    Session {
+        connection: Connection,
+        profile: Profile,
+    },
+    /// Replaces the webhook with the same label, or adds it.
+    UpsertWebhook(WebhookConfig),
+    /// Turns a webhook off on the system's initiative (a receiver that answered 410), saying why.
+    DisableWebhook {
+        label: String,
+        reason: String,
+    },
+    Websocket(WebsocketConfig),
+    /// The Chatwoot configuration, as linking left it.
+    Chatwoot(Option<ChatwootConfig>),
 }
 
 impl Instance {
@@ -124,7 +139,7 @@ impl Instance {
             proxy: None,
             s3: None,
             webhooks: Vec::new(),
-            websocket: WebsocketConfig::default(),
+            websocket: None,
             chatwoot: None,
         }
     }
@@ -139,6 +154,21 @@ impl Instance {
                 self.connection = connection;
                 self.profile = profile;
             }
+            InstanceChange::UpsertWebhook(webhook) => {
+                match self.webhooks.iter_mut().find(|w| w.label == webhook.label) {
+                    Some(existing) => *existing = webhook,
+                    None => self.webhooks.push(webhook),
+                }
+                self.webhooks.sort_by(|a, b| a.label.cmp(&b.label));
+            }
+            InstanceChange::DisableWebhook { label, reason } => {
+                if let Some(webhook) = self.webhooks.iter_mut().find(|w| w.label == label) {
+                    webhook.enabled = false;
+                    webhook.disabled_reason = Some(reason);
+                }
+            }
+            InstanceChange::Chatwoot(chatwoot) => self.chatwoot = chatwoot,
+            InstanceChange::Websocket(websocket) => self.websocket = Some(websocket),
         }
         self.revision += 1;
         self.updated_at = at;

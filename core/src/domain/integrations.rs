@@ -2,6 +2,7 @@
 //!
 //! Stored forms: secrets are [`Sealed`] and never leave the store in clear through a view.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -57,18 +58,47 @@ pub struct S3Config {
 pub struct WebhookConfig {
     pub label: String,
     pub enabled: bool,
+    /// Without credentials: a `user:password` the URL carried is in `url_credentials`.
     pub url: String,
+    #[serde(default)]
+    pub url_credentials: Option<Sealed>,
     pub authorization: Option<Sealed>,
     /// Post each event to `<url>/<event>` instead of `<url>`.
     pub by_events: bool,
     /// Events to deliver; empty means all.
     pub events: Vec<EventKind>,
     pub media_base64: bool,
+    /// Newest first. A rotated-out secret keeps signing beside the new one until it retires.
+    #[serde(default)]
+    pub signing_secrets: Vec<SigningSecret>,
+    /// Why the webhook was disabled by the system (a receiver that answered 410), if it was.
+    #[serde(default)]
+    pub disabled_reason: Option<String>,
+}
+
+/// A sealed `whsec_` secret and, once rotated out, when it stops signing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SigningSecret {
+    pub secret: Sealed,
+    pub retires_at: Option<DateTime<Utc>>,
 }
 
 impl WebhookConfig {
     /// The label of the webhook configured inline on create.
     pub const DEFAULT_LABEL: &'static str = "default";
+    /// Enabled webhooks an instance may have.
+    pub const MAX_ENABLED: usize = 3;
+
+    /// Whether this webhook wants `kind` (an empty list means every event).
+    pub fn wants(&self, kind: EventKind) -> bool {
+        self.enabled && (self.events.is_empty() || self.events.contains(&kind))
+    }
+
+    /// The secrets that sign at `now`, newest first.
+    pub fn live_secrets(&self, now: DateTime<Utc>) -> impl Iterator<Item = &Sealed> {
+        self.signing_secrets.iter().filter(move |s| s.retires_at.is_none_or(|at| at > now)).map(|s| &s.secret)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,5 +131,12 @@ pub struct ChatwootConfig {
     pub ignore_groups: bool,
     pub start_as_pending: bool,
     pub reopen_resolved: bool,
+    /// `ok` once linked to its inbox, `error` when linking failed (`last_error` says why).
     pub status: IntegrationStatus,
+    /// The Chatwoot inbox the instance is linked to.
+    #[serde(default)]
+    pub inbox_id: Option<i64>,
+    /// Why the last linking failed, in the words shown to the customer.
+    #[serde(default)]
+    pub last_error: Option<String>,
 }

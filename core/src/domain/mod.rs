@@ -5,6 +5,7 @@
 
 mod account;
 mod command;
+mod delivery;
 mod event;
 mod ids;
 mod instance;
@@ -13,10 +14,14 @@ mod settings;
 
 pub use account::{Account, AccountLimits};
 pub use command::{ConnectOutcome, ConnectRequest, LoginMethod, PhoneNumber, SessionCommand};
+pub use delivery::{
+    DeliveryAttempt, DeliveryFilter, DeliveryKey, DeliveryRecord, DeliveryStatus, RetrySchedule,
+};
 pub use event::{Event, EventKind, StateChange};
 pub use ids::{AccountId, ConnectRequestId, InstanceId, InstanceName};
 pub use instance::{Connection, Instance, InstanceChange, InstanceState, PresenceStatus, Profile};
 pub use integrations::{
-    ChatwootConfig, IntegrationStatus, ProxyConfig, ProxyProtocol, S3Config, WebhookConfig, WebsocketConfig,
+    ChatwootConfig, IntegrationStatus, ProxyConfig, ProxyProtocol, S3Config, SigningSecret, WebhookConfig,
+    WebsocketConfig,
 };
 pub use settings::{Settings, SettingsPatch};

@@ -9,9 +9,10 @@ use utoipa::ToSchema;
 
 use crate::domain::{
     AccountId, ChatwootConfig, EventKind, Instance, InstanceName, IntegrationStatus, ProxyConfig,
-    ProxyProtocol, S3Config, Settings, SettingsPatch, WebhookConfig, WebsocketConfig,
+    ProxyProtocol, S3Config, Settings, SettingsPatch, WebsocketConfig,
 };
 use crate::secrets::{Keyring, Purpose, generate_token};
+use crate::service::webhooks::{INLINE_WEBHOOK, WebhookInput};
 use crate::{Error, Result};
 
 /// `POST /api/instance/new`: a flat body in which only `name` is required.
@@ -129,7 +130,7 @@ const MAX_TEXT: usize = 2048;
 const DEFAULT_S3_REGION: &str = "us-east-1";
 
 /// A non-empty, trimmed, bounded text value.
-fn text(value: Option<String>, field: &'static str) -> Result<Option<String>> {
+pub(crate) fn text(value: Option<String>, field: &'static str) -> Result<Option<String>> {
     match value.map(|v| v.trim().to_owned()) {
         None => Ok(None),
         Some(v) if v.is_empty() => Ok(None),
@@ -142,7 +143,7 @@ fn required(value: Option<String>, field: &'static str) -> Result<String> {
     text(value, field)?.ok_or(Error::MissingField { field })
 }
 
-fn http_url(value: Option<String>, field: &'static str) -> Result<Option<String>> {
+pub(crate) fn http_url(value: Option<String>, field: &'static str) -> Result<Option<String>> {
     let Some(value) = text(value, field)? else {
         return Ok(None);
     };
@@ -236,6 +237,8 @@ impl S3Input {
 pub(crate) struct NewInstance {
     pub instance: Instance,
     pub token: String,
+    /// The inline webhook's signing secret, shown once.
+    pub signing_secret: Option<String>,
 }
 
 impl CreateInstance {
@@ -283,30 +286,32 @@ impl CreateInstance {
         }
         .validate(self.s3_enabled == Some(true), INLINE_S3, keys)?;
 
-        let webhook_enabled = self.webhook_enabled == Some(true);
-        let webhook_url = http_url(self.webhook_url, "webhookURL")?;
-        if webhook_enabled && webhook_url.is_none() {
-            return Err(Error::MissingField { field: "webhookURL" });
+        let webhook_sent = self.webhook_url.is_some() || self.webhook_enabled.is_some();
+        let webhook = WebhookInput {
+            label: None,
+            enabled: Some(self.webhook_enabled == Some(true)),
+            url: self.webhook_url,
+            authorization: self.webhook_authorization,
+            by_events: self.webhook_by_events,
+            events: self.webhook_events,
+            media_base64: self.webhook_media_base64,
+            rotate_secret: None,
         }
-        let webhook_authorization = text(self.webhook_authorization, "webhookAuthorization")?;
-        let webhooks = webhook_url
-            .map(|url| WebhookConfig {
-                label: WebhookConfig::DEFAULT_LABEL.into(),
-                enabled: webhook_enabled,
-                url,
-                authorization: webhook_authorization.map(|a| keys.seal(Purpose::WebhookAuthorization, &a)),
-                by_events: self.webhook_by_events.unwrap_or(false),
-                events: dedup(self.webhook_events.unwrap_or_default()),
-                media_base64: self.webhook_media_base64.unwrap_or(false),
-            })
-            .into_iter()
-            .collect();
+        .into_config(None, INLINE_WEBHOOK, keys, now)?;
+        // Validated even when nothing says to store it: a value sent is never silently dropped.
+        let (webhooks, signing_secret) = match webhook {
+            Some(configured) if webhook_sent => (vec![configured.webhook], configured.new_secret),
+            _ => (Vec::new(), None),
+        };
 
-        let websocket = WebsocketConfig {
+        let websocket_sent = self.websocket_enabled.is_some()
+            || self.websocket_events.is_some()
+            || self.websocket_media_base64.is_some();
+        let websocket = websocket_sent.then(|| WebsocketConfig {
             enabled: self.websocket_enabled.unwrap_or(false),
             events: dedup(self.websocket_events.unwrap_or_default()),
             media_base64: self.websocket_media_base64.unwrap_or(false),
-        };
+        });
 
         let chatwoot = if self.chatwoot_enabled == Some(true) {
             let base_url = http_url(self.chatwoot_base_url, "chatwootBaseUrl")?
@@ -328,7 +333,10 @@ impl CreateInstance {
                 ignore_groups: self.chatwoot_ignore_groups.unwrap_or(false),
                 start_as_pending: self.chatwoot_start_as_pending.unwrap_or(false),
                 reopen_resolved: self.chatwoot_reopen_resolved.unwrap_or(false),
+                // Until `InstanceService::create` links it to its inbox.
                 status: IntegrationStatus::Ok,
+                inbox_id: None,
+                last_error: None,
             })
         } else {
             None
@@ -343,11 +351,11 @@ impl CreateInstance {
             chatwoot,
             ..Instance::new(account.clone(), name, &token, keys, now)
         };
-        Ok(NewInstance { instance, token })
+        Ok(NewInstance { instance, token, signing_secret })
     }
 }
 
-fn dedup(mut events: Vec<EventKind>) -> Vec<EventKind> {
+pub(crate) fn dedup(mut events: Vec<EventKind>) -> Vec<EventKind> {
     let mut seen = Vec::with_capacity(events.len());
     events.retain(|e| {
         let new = !seen.contains(e);

@@ -9,8 +9,10 @@ use crate::domain::{
     Instance, InstanceChange, InstanceId, InstanceName, ProxyConfig, S3Config, SessionCommand, Settings,
     SettingsPatch,
 };
+use crate::outbound::OutboundClient;
 use crate::ports::{BlobKey, Ports};
 use crate::secrets::{Keyring, Purpose};
+use crate::service::chatwoot;
 use crate::service::sessions::ConnectPolicy;
 use crate::service::{Caller, CreateInstance, ProxyInput, S3Input, Scope};
 use crate::{Error, Result};
@@ -20,6 +22,8 @@ use crate::{Error, Result};
 pub struct CreatedInstance {
     pub instance: Arc<Instance>,
     pub token: String,
+    /// The inline webhook's signing secret, shown this once.
+    pub signing_secret: Option<String>,
 }
 
 pub struct InstanceService {
@@ -27,21 +31,52 @@ pub struct InstanceService {
     pub(super) keys: Arc<Keyring>,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) connect: ConnectPolicy,
+    pub(super) outbound: OutboundClient,
 }
 
 impl InstanceService {
-    pub fn new(ports: Ports, keys: Arc<Keyring>, clock: Arc<dyn Clock>, connect: ConnectPolicy) -> Self {
-        Self { ports, keys, clock, connect }
+    pub fn new(
+        ports: Ports,
+        keys: Arc<Keyring>,
+        clock: Arc<dyn Clock>,
+        connect: ConnectPolicy,
+        outbound: OutboundClient,
+    ) -> Self {
+        Self { ports, keys, clock, connect, outbound }
     }
 
-    /// Creates an instance in the caller's account, within its quota.
+    /// Creates an instance in the caller's account, within its quota, then links it to its Chatwoot
+    /// inbox when Chatwoot is enabled. The instance is created whether or not linking works: the
+    /// outcome is on its Chatwoot configuration (status, inbox or error).
     #[tracing::instrument(skip_all, fields(account = %caller.account.id))]
     pub async fn create(&self, caller: &Caller, input: CreateInstance) -> Result<CreatedInstance> {
         caller.require_account_scope()?;
         let new = input.validate(&caller.account.id, &self.keys, self.clock.now())?;
         self.ports.registry.insert_instance(&new.instance, caller.account.limits.instance_quota).await?;
         tracing::info!(instance = %new.instance.id, name = %new.instance.name, "instance created");
-        Ok(CreatedInstance { instance: Arc::new(new.instance), token: new.token })
+        let instance = self.link_chatwoot(Arc::new(new.instance)).await;
+        Ok(CreatedInstance { instance, token: new.token, signing_secret: new.signing_secret })
+    }
+
+    /// Links `instance` to its Chatwoot inbox (a no-op without Chatwoot) and stores the outcome.
+    async fn link_chatwoot(&self, instance: Arc<Instance>) -> Arc<Instance> {
+        let Some(config) = instance.chatwoot.clone().filter(|c| c.enabled) else { return instance };
+        let outcome = chatwoot::link_inbox(&self.outbound, &self.keys, &config).await;
+        match &outcome {
+            Ok(inbox) => tracing::info!(instance = %instance.id, inbox, "chatwoot inbox linked"),
+            Err(error) => tracing::warn!(instance = %instance.id, %error, "chatwoot inbox not linked"),
+        }
+        let config = chatwoot::linked(config, &outcome);
+        match self.change(&instance, InstanceChange::Chatwoot(Some(config.clone()))).await {
+            Ok(updated) => updated,
+            Err(error) => {
+                // The instance exists: report the outcome anyway; the record keeps its first status.
+                tracing::warn!(instance = %instance.id, %error, "chatwoot link outcome not stored");
+                let mut reported = Arc::unwrap_or_clone(instance);
+                reported.chatwoot = Some(config);
+                Arc::new(reported)
+            }
+        }
     }
 
     /// The caller's instances: its own only for an instance token; for an account token all of them,
@@ -88,6 +123,7 @@ impl InstanceService {
         self.ports.commands.send(&SessionCommand::Delete { instance: instance.id.clone() }).await?;
         self.ports.blobs.delete(&BlobKey::session_store(&instance.id)).await?;
         self.ports.registry.delete_instance(&instance.id).await?;
+        self.ports.delivery_log.delete_instance(&instance.id).await?;
         tracing::info!(instance = %instance.id, "instance deleted");
         Ok(instance.id.clone())
     }

@@ -43,7 +43,8 @@ pub async fn create_instance(
         created_at: timestamp(&instance.created_at),
         updated_at: timestamp(&instance.updated_at),
     };
-    let integrations = IntegrationsReport::of(instance);
+    let mut integrations = IntegrationsReport::of(instance);
+    integrations.webhook.signing_secret = created.signing_secret.clone();
     Ok((
         StatusCode::CREATED,
         Json(CreatedResponse { success: true, message: "Instance created", instance: view, integrations }),

@@ -3,6 +3,7 @@
 
 mod config;
 mod connection;
+mod events;
 mod instances;
 mod service;
 
@@ -28,12 +29,23 @@ pub fn authenticated() -> OpenApiRouter<AppState> {
         .routes(routes!(config::get_proxy))
         .routes(routes!(config::update_proxy))
         .routes(routes!(config::get_s3))
-        .routes(routes!(config::update_s3));
+        .routes(routes!(config::update_s3))
+        .routes(routes!(events::configure_webhook))
+        .routes(routes!(events::get_webhooks))
+        .routes(routes!(events::configure_websocket))
+        .routes(routes!(events::get_websocket))
+        .routes(routes!(events::list_deliveries))
+        .routes(routes!(events::redeliver));
     // `/{instance}` does not match an empty segment; these answer the contract's 400 instead of 404.
     for prefix in PER_INSTANCE_ROUTES {
         router = router
             .route(&format!("/api/instance/{prefix}"), any(service::instance_name_required))
             .route(&format!("/api/instance/{prefix}/"), any(service::instance_name_required));
+    }
+    for prefix in PER_INSTANCE_EVENT_ROUTES {
+        router = router
+            .route(&format!("/api/events/{prefix}"), any(service::instance_name_required))
+            .route(&format!("/api/events/{prefix}/"), any(service::instance_name_required));
     }
     router
 }
@@ -42,6 +54,9 @@ pub fn authenticated() -> OpenApiRouter<AppState> {
 pub fn public() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(service::health))
 }
+
+const PER_INSTANCE_EVENT_ROUTES: [&str; 6] =
+    ["webhook", "getWebhook", "websocket", "getWebsocket", "deliveries", "redeliver"];
 
 const PER_INSTANCE_ROUTES: [&str; 10] = [
     "delete",

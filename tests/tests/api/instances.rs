@@ -3,6 +3,7 @@
 use axum::http::StatusCode;
 use ryze_core::domain::AccountLimits;
 use ryze_tests::TestApp;
+use ryze_tests::fake_chatwoot::FakeChatwoot;
 use serde_json::{Value, json};
 
 fn keys(value: &Value) -> Vec<&str> {
@@ -42,6 +43,7 @@ async fn create_answers_201_with_the_instance_and_its_token() {
 async fn create_stores_every_inline_field() {
     let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
+    let chatwoot = FakeChatwoot::start("cw-token").await;
     let response = app
         .post("/api/instance/new", &account.token, json!({
             "name": "full", "token": "client-chosen-token-1",
@@ -50,7 +52,7 @@ async fn create_stores_every_inline_field() {
             "webhookEnabled": true, "webhookURL": "https://hooks.example/ryze", "webhookAuthorization": "Bearer w",
             "webhookByEvents": true, "webhookEvents": ["instance.state", "message.exchange"], "webhookMediaBase64": true,
             "websocketEnabled": true, "websocketEvents": ["instance.state"], "websocketMediaBase64": false,
-            "chatwootEnabled": true, "chatwootBaseUrl": "https://chat.example", "chatwootAccountId": 7,
+            "chatwootEnabled": true, "chatwootBaseUrl": chatwoot.base_url(), "chatwootAccountId": 7,
             "chatwootApiToken": "cw-token", "chatwootInboxName": "Sales", "chatwootSignMessages": true,
             "chatwootIgnoreGroups": true, "chatwootStartAsPending": false, "chatwootReopenResolved": true,
             "autoRejectCalls": true, "callRejectMessage": "busy", "ignoreGroupMessages": true,
@@ -83,8 +85,8 @@ async fn create_stores_every_inline_field() {
     );
     assert_eq!(
         item["chatwoot"],
-        json!({"enabled": true, "baseUrl": "https://chat.example", "accountId": 7,
-        "inboxName": "Sales", "status": "ok"})
+        json!({"enabled": true, "baseUrl": chatwoot.base_url(), "accountId": 7,
+        "inboxName": "Sales", "status": "ok", "inboxId": 1})
     );
     assert_eq!(
         item["settings"],

@@ -4,9 +4,11 @@
 const BACKEND: ryze_tests::Backend = ryze_tests::Backend::Embedded;
 
 mod auth;
+mod chatwoot;
 mod config;
 mod connection;
 mod errors;
+mod events;
 mod failures;
 mod instances;
 mod parsing;

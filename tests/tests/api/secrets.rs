@@ -2,6 +2,7 @@
 
 use axum::http::{Method, StatusCode};
 use ryze_tests::TestApp;
+use ryze_tests::fake_chatwoot::FakeChatwoot;
 use serde_json::json;
 
 const SECRETS: [&str; 5] = [
@@ -16,18 +17,21 @@ const SECRETS: [&str; 5] = [
 async fn no_response_contains_a_secret() {
     let app = TestApp::on(crate::BACKEND).await;
     let account = app.account().await;
+    let chatwoot = FakeChatwoot::start(SECRETS[2]).await;
     let created = app
         .post("/api/instance/new", &account.token, json!({
             "name": "secretive",
             "proxyEnabled": true, "proxyHost": "p.local", "proxyPort": "1080", "proxyProtocol": "socks5",
             "proxyUsername": "u", "proxyPassword": SECRETS[0],
             "webhookEnabled": true, "webhookURL": "https://hooks.example", "webhookAuthorization": SECRETS[1],
-            "chatwootEnabled": true, "chatwootBaseUrl": "https://c.example", "chatwootAccountId": 1,
+            "chatwootEnabled": true, "chatwootBaseUrl": chatwoot.base_url(), "chatwootAccountId": 1,
             "chatwootApiToken": SECRETS[2],
             "s3Enabled": true, "s3Bucket": "b", "s3AccessKey": "AK", "s3SecretKey": SECRETS[3]
         }))
         .await;
     assert_eq!(created.status, StatusCode::CREATED);
+    // The sealed token was opened and sent: the fake Chatwoot accepts only that one.
+    assert_eq!(created.json["integrations"]["chatwoot"]["status"], "ok", "{}", created.text);
     let token = created.json["instance"]["token"].as_str().unwrap().to_owned();
     let mut responses = vec![created];
     responses.push(

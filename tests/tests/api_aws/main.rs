@@ -6,6 +6,9 @@ const BACKEND: ryze_tests::Backend = ryze_tests::Backend::Aws;
 #[path = "../api/auth.rs"]
 mod auth;
 
+#[path = "../api/chatwoot.rs"]
+mod chatwoot;
+
 #[path = "../api/config.rs"]
 mod config;
 
@@ -14,6 +17,9 @@ mod connection;
 
 #[path = "../api/errors.rs"]
 mod errors;
+
+#[path = "../api/events.rs"]
+mod events;
 
 #[path = "../api/failures.rs"]
 mod failures;

@@ -8,6 +8,7 @@
 //! | token           | `TOKEN#{hash}`       | `TOKEN`      | `owner`                                   |
 //! | connect request | `CONNECT#{id}`       | `CONNECT`    | `doc`, `outcome`, `expiresAt`             |
 //! | rate counter    | `RATE#{key}#{window}`| `RATE`       | `hits`, `expiresAt`                       |
+//! | delivery        | `DELIVERY#{instance}#{event}` | `DELIVERY#{label}` | `doc`, `rev`, `gsi1pk`/`gsi1sk` (log), `expiresAt` |
 //!
 //! Records are stored as JSON in `doc`: the domain types own their shape, and every read of a
 //! record wants all of it. Key attributes sit beside it for conditions and queries.
@@ -18,7 +19,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::domain::{AccountId, ConnectRequestId, InstanceId, InstanceName};
+use crate::domain::{AccountId, ConnectRequestId, DeliveryKey, InstanceId, InstanceName};
 use crate::secrets::TokenHash;
 use crate::{Error, Result};
 
@@ -59,6 +60,15 @@ pub fn connect_key(id: &ConnectRequestId) -> Item {
 
 pub fn rate_key(counter: &str, window_start: i64) -> Item {
     key(format!("RATE#{counter}#{window_start}"), "RATE".into())
+}
+
+pub fn delivery_key(key: &DeliveryKey) -> Item {
+    self::key(format!("DELIVERY#{}#{}", key.instance, key.event_id), format!("DELIVERY#{}", key.label))
+}
+
+/// The listing index's partition for an instance's deliveries, sorted by creation.
+pub fn deliveries_of(instance: &InstanceId) -> String {
+    format!("DELIVERIES#{instance}")
 }
 
 fn key(pk: String, sk: String) -> Item {

@@ -6,6 +6,7 @@
 
 mod blobs;
 mod counters;
+mod deliveries;
 mod items;
 pub mod provision;
 mod queue;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 
 pub use blobs::S3BlobStore;
 pub use counters::DynamoRateCounter;
+pub use deliveries::DynamoDeliveryLog;
 pub use queue::SqsQueue;
 pub use registry::DynamoRegistry;
 
@@ -28,26 +30,40 @@ pub struct AwsResources {
     pub table: String,
     pub command_queue_url: String,
     pub event_queue_url: String,
+    /// Webhook delivery attempts (standard: retries are delayed sends).
+    pub delivery_queue_url: String,
+    /// Its dead-letter queue: deliveries whose schedule ran out.
+    pub dead_delivery_queue_url: String,
     pub bucket: String,
 }
 
 impl AwsResources {
-    pub const VARIABLES: [&'static str; 4] =
-        ["RYZE_TABLE", "RYZE_COMMAND_QUEUE_URL", "RYZE_EVENT_QUEUE_URL", "RYZE_BUCKET"];
+    pub const VARIABLES: [&'static str; 6] = [
+        "RYZE_TABLE",
+        "RYZE_COMMAND_QUEUE_URL",
+        "RYZE_EVENT_QUEUE_URL",
+        "RYZE_DELIVERY_QUEUE_URL",
+        "RYZE_DEAD_DELIVERY_QUEUE_URL",
+        "RYZE_BUCKET",
+    ];
 
-    /// Reads the four `RYZE_*` variables, naming every one that is missing.
+    /// Reads the `RYZE_*` variables, naming every one that is missing.
     pub fn from_env() -> Result<Self> {
         let values: Vec<Option<String>> = Self::VARIABLES
             .iter()
             .map(|name| std::env::var(name).ok().filter(|value| !value.is_empty()))
             .collect();
         match values.as_slice() {
-            [Some(table), Some(commands), Some(events), Some(bucket)] => Ok(Self {
-                table: table.clone(),
-                command_queue_url: commands.clone(),
-                event_queue_url: events.clone(),
-                bucket: bucket.clone(),
-            }),
+            [Some(table), Some(commands), Some(events), Some(deliveries), Some(dead), Some(bucket)] => {
+                Ok(Self {
+                    table: table.clone(),
+                    command_queue_url: commands.clone(),
+                    event_queue_url: events.clone(),
+                    delivery_queue_url: deliveries.clone(),
+                    dead_delivery_queue_url: dead.clone(),
+                    bucket: bucket.clone(),
+                })
+            }
             _ => {
                 let missing: Vec<_> = Self::VARIABLES
                     .iter()
@@ -62,7 +78,14 @@ impl AwsResources {
 
     /// `NAME=value` lines that configure a shell (`eval "$(...)"`).
     pub fn to_env_lines(&self) -> String {
-        let values = [&self.table, &self.command_queue_url, &self.event_queue_url, &self.bucket];
+        let values = [
+            &self.table,
+            &self.command_queue_url,
+            &self.event_queue_url,
+            &self.delivery_queue_url,
+            &self.dead_delivery_queue_url,
+            &self.bucket,
+        ];
         Self::VARIABLES.iter().zip(values).map(|(name, value)| format!("{name}={value}\n")).collect()
     }
 }
@@ -96,13 +119,16 @@ pub fn ports(config: &aws_config::SdkConfig, resources: &AwsResources) -> Ports 
     let sqs = aws_sdk_sqs::Client::new(config);
     Ports {
         registry: Arc::new(DynamoRegistry::new(dynamodb.clone(), &resources.table)),
-        counters: Arc::new(DynamoRateCounter::new(dynamodb, &resources.table)),
+        counters: Arc::new(DynamoRateCounter::new(dynamodb.clone(), &resources.table)),
+        delivery_log: Arc::new(DynamoDeliveryLog::new(dynamodb, &resources.table)),
         commands: Arc::new(SqsQueue::fifo(
             sqs.clone(),
             &resources.command_queue_url,
             |command: &SessionCommand| command.instance().to_string(),
         )),
-        events: Arc::new(SqsQueue::standard(sqs, &resources.event_queue_url)),
+        events: Arc::new(SqsQueue::standard(sqs.clone(), &resources.event_queue_url)),
+        deliveries: Arc::new(SqsQueue::standard(sqs.clone(), &resources.delivery_queue_url)),
+        dead_deliveries: Arc::new(SqsQueue::standard(sqs, &resources.dead_delivery_queue_url)),
         blobs: Arc::new(S3BlobStore::new(s3_client(config), &resources.bucket)),
     }
 }

@@ -32,13 +32,24 @@ pub async fn provision(config: &aws_config::SdkConfig, prefix: &str) -> Result<A
     let table = format!("{prefix}-registry");
     create_table(&aws_sdk_dynamodb::Client::new(config), &table).await?;
     let sqs = aws_sdk_sqs::Client::new(config);
-    let command_queue_url =
+    let (command_queue_url, _) =
         create_queue_with_dead_letters(&sqs, &format!("{prefix}-commands"), true, 120, 5).await?;
-    let event_queue_url =
+    let (event_queue_url, _) =
         create_queue_with_dead_letters(&sqs, &format!("{prefix}-events"), false, 60, 8).await?;
+    // The dispatcher sends exhausted deliveries to the dead-letter queue itself; the redrive policy
+    // catches only messages that keep failing to be handled at all.
+    let (delivery_queue_url, dead_delivery_queue_url) =
+        create_queue_with_dead_letters(&sqs, &format!("{prefix}-deliveries"), false, 60, 8).await?;
     let bucket = format!("{prefix}-blobs");
     create_bucket(&s3_client(config), &bucket, config.region().map(|r| r.as_ref())).await?;
-    Ok(AwsResources { table, command_queue_url, event_queue_url, bucket })
+    Ok(AwsResources {
+        table,
+        command_queue_url,
+        event_queue_url,
+        delivery_queue_url,
+        dead_delivery_queue_url,
+        bucket,
+    })
 }
 
 async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str) -> Result<()> {
@@ -97,14 +108,14 @@ async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str) -> Result<(
     Ok(())
 }
 
-/// Creates `name` (with `.fifo` when `fifo`) and its dead-letter queue, returning the main queue's URL.
+/// Creates `name` (with `.fifo` when `fifo`) and its dead-letter queue, returning both URLs.
 async fn create_queue_with_dead_letters(
     client: &aws_sdk_sqs::Client,
     name: &str,
     fifo: bool,
     visibility_secs: u32,
     max_receives: u32,
-) -> Result<String> {
+) -> Result<(String, String)> {
     let suffix = if fifo { ".fifo" } else { "" };
     let mut dead_letters = client.create_queue().queue_name(format!("{name}-dlq{suffix}"));
     dead_letters = dead_letters.attributes(QueueAttributeName::MessageRetentionPeriod, "1209600");
@@ -133,7 +144,7 @@ async fn create_queue_with_dead_letters(
         queue = queue.attributes(QueueAttributeName::FifoQueue, "true");
     }
     let url = queue.send().await.map_err(sdk_error)?.queue_url;
-    url.ok_or_else(|| Error::storage("the queue has no URL"))
+    Ok((url.ok_or_else(|| Error::storage("the queue has no URL"))?, dead_letters_url))
 }
 
 async fn create_bucket(client: &aws_sdk_s3::Client, name: &str, region: Option<&str>) -> Result<()> {

@@ -19,12 +19,14 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::sdk_error;
-use crate::ports::{Delivery, Queue, Receipt};
+use crate::ports::{Delivery, Queue, Receipt, SendOptions};
 use crate::{Error, Result};
 
 /// SQS's own limits on one receive.
 const MAX_BATCH: usize = 10;
 const MAX_WAIT: Duration = Duration::from_secs(20);
+/// The longest `DelaySeconds` SQS takes (standard queues only).
+const MAX_DELAY: Duration = Duration::from_secs(900);
 
 pub struct SqsQueue<M> {
     client: Client,
@@ -71,16 +73,23 @@ impl<M> Queue<M> for SqsQueue<M>
 where
     M: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
-    async fn send(&self, message: &M) -> Result<()> {
+    async fn send_with(&self, message: &M, options: SendOptions) -> Result<()> {
         let body = serde_json::to_string(message).map_err(Error::storage)?;
         let mut request = self.client.send_message().queue_url(&*self.url).message_body(body);
         if let Some(group) = self.group {
             request = request
-                .message_group_id(group(message))
+                .message_group_id(options.group.unwrap_or_else(|| group(message)))
                 .message_deduplication_id(uuid::Uuid::new_v4().simple().to_string());
+        } else if !options.delay.is_zero() {
+            let delay = options.delay.min(MAX_DELAY).as_secs_f64().ceil() as i32;
+            request = request.delay_seconds(delay);
         }
         request.send().await.map_err(sdk_error)?;
         Ok(())
+    }
+
+    fn max_delay(&self) -> Duration {
+        if self.group.is_some() { Duration::ZERO } else { MAX_DELAY }
     }
 
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery<M>>> {
@@ -119,6 +128,18 @@ where
             .delete_message()
             .queue_url(&*self.url)
             .receipt_handle(&receipt.0)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(())
+    }
+
+    async fn release(&self, receipt: &Receipt) -> Result<()> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&*self.url)
+            .receipt_handle(&receipt.0)
+            .visibility_timeout(0)
             .send()
             .await
             .map_err(sdk_error)?;

@@ -4,10 +4,13 @@
 //!   while the server runs.
 //! - `blobs/`: credential stores and media, one file each, replaced atomically.
 //! - `seal.key`: the master key, generated on first use, readable by its owner only.
-//! - queues and rate counters live in memory: one process is the whole deployment.
+//! - `events.db`: the event and delivery queues and the delivery log, durable (see [`DurableQueue`]).
+//! - commands and rate counters live in memory: one process is the whole deployment, and a command
+//!   is worth nothing after a restart.
 
 mod blobs;
 mod counters;
+mod durable_queue;
 mod queue;
 mod registry;
 
@@ -17,6 +20,7 @@ use std::sync::Arc;
 
 pub use blobs::DirBlobStore;
 pub use counters::MemoryRateCounter;
+pub use durable_queue::{DurableQueue, EventsDb, SqliteDeliveryLog};
 pub use queue::InProcessQueue;
 pub use registry::FileRegistry;
 
@@ -30,11 +34,15 @@ pub const QUEUE_CAPACITY: usize = 10_000;
 /// Opens (creating if needed) every embedded adapter under `data_dir`.
 pub fn open(data_dir: &Path) -> Result<Ports> {
     std::fs::create_dir_all(data_dir).map_err(Error::storage)?;
+    let events = EventsDb::open(&data_dir.join("events.db"))?;
     Ok(Ports {
         registry: Arc::new(FileRegistry::open(&data_dir.join("ryze.db"))?),
         counters: Arc::new(MemoryRateCounter::default()),
         commands: Arc::new(InProcessQueue::new(QUEUE_CAPACITY)),
-        events: Arc::new(InProcessQueue::new(QUEUE_CAPACITY)),
+        events: Arc::new(events.queue("events")),
+        deliveries: Arc::new(events.queue("deliveries")),
+        dead_deliveries: Arc::new(events.queue("dead-deliveries")),
+        delivery_log: Arc::new(SqliteDeliveryLog::new(&events)),
         blobs: Arc::new(DirBlobStore::new(data_dir.join("blobs"))),
     })
 }

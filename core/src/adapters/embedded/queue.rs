@@ -1,5 +1,7 @@
 //! An in-process queue: a bounded deque and a wake-up. Delivery is at most once (a process that dies
-//! loses what it held anyway), so acknowledging is a no-op.
+//! loses what it held anyway), so acknowledging is a no-op. It serves the session hosts' commands,
+//! which are worth nothing after a restart; what must survive one goes through [`super::DurableQueue`].
+//! Groups are not kept apart: one consumer takes the messages in the order sent.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -10,7 +12,7 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 use tokio::time::{Instant, timeout_at};
 
-use crate::ports::{Delivery, Queue, Receipt};
+use crate::ports::{Delivery, Queue, Receipt, SendOptions};
 use crate::{Error, Result};
 
 #[derive(Debug)]
@@ -40,7 +42,10 @@ impl<M> InProcessQueue<M> {
 
 #[async_trait]
 impl<M: Clone + Send + Sync + 'static> Queue<M> for InProcessQueue<M> {
-    async fn send(&self, message: &M) -> Result<()> {
+    async fn send_with(&self, message: &M, options: SendOptions) -> Result<()> {
+        if !options.delay.is_zero() {
+            return Err(Error::storage("the in-process queue does not delay messages"));
+        }
         {
             let mut messages = self.messages.lock().map_err(|_| Error::storage("queue poisoned"))?;
             if messages.len() >= self.capacity {
@@ -76,6 +81,10 @@ impl<M: Clone + Send + Sync + 'static> Queue<M> for InProcessQueue<M> {
     }
 
     async fn ack(&self, _receipt: &Receipt) -> Result<()> {
+        Ok(())
+    }
+
+    async fn release(&self, _receipt: &Receipt) -> Result<()> {
         Ok(())
     }
 }

@@ -6,6 +6,11 @@
 //!
 //! On the embedded adapters, or, with `RYZE_TEST_AWS_ENDPOINT` set, on the AWS adapters against the
 //! moto server there (connect commands through SQS, answers through DynamoDB).
+//!
+//! An example rather than a binary: its session host must skip WhatsApp's certificate check to talk
+//! to the fake server, and only this crate's examples and tests get that feature (tests/Cargo.toml).
+//! `cargo build --release -p ryze-tests --example ryze-sessionbench` puts it in
+//! `target/release/examples/`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +19,7 @@ use std::time::{Duration, Instant};
 use ryze_core::adapters::embedded;
 use ryze_core::clock::SystemClock;
 use ryze_core::domain::{AccountLimits, ConnectOutcome, InstanceName, InstanceState};
+use ryze_core::outbound::{OutboundClient, TargetPolicy};
 use ryze_core::secrets::{Keyring, MasterKey};
 use ryze_core::service::{Caller, ConnectOptions, ConnectPolicy, CreateInstance, NewAccount, Services};
 use ryze_session_host::whatsapp::WhatsAppFactory;
@@ -128,7 +134,8 @@ async fn main() -> Result<(), BoxError> {
     println!("adapters: {}", if on_aws { "AWS (moto)" } else { "embedded" });
     let keys = Arc::new(Keyring::new(&MasterKey::generate()));
     let policy = ConnectPolicy { wait: Duration::from_secs(60), poll_interval };
-    let services = Services::new(ports.clone(), keys.clone(), Arc::new(SystemClock), policy);
+    let outbound = OutboundClient::new(TargetPolicy::default());
+    let services = Services::new(ports.clone(), keys.clone(), Arc::new(SystemClock), policy, outbound);
     let limits = AccountLimits {
         instance_quota: u32::MAX,
         requests_per_minute: u32::MAX,

@@ -1,0 +1,120 @@
+//! The dispatcher's in-process runtime (`ryze serve`): one loop takes published events in order and
+//! expands them, another makes delivery attempts, many at once. On AWS the `dispatcher` Lambda
+//! function is the runtime instead, fed by SQS.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::Dispatcher;
+use crate::ports::{DeliveryQueue, EventQueue};
+
+/// Attempts in flight at once: receivers answer in milliseconds or time out in 15 s, so this many
+/// slow ones still leave room for the rest.
+pub const CONCURRENT_ATTEMPTS: usize = 256;
+const EVENT_BATCH: usize = 100;
+const POLL: Duration = Duration::from_secs(1);
+/// How long a stop waits for attempts in flight (each is bounded at 15 s).
+const DRAIN: Duration = Duration::from_secs(16);
+
+impl Dispatcher {
+    /// Runs until `stop` resolves, then lets attempts in flight finish (bounded). Whatever is not
+    /// acknowledged by then is delivered again after a restart.
+    pub async fn run(
+        self: Arc<Self>,
+        events: Arc<EventQueue>,
+        deliveries: Arc<DeliveryQueue>,
+        stop: impl std::future::Future<Output = ()> + Send,
+    ) {
+        let expanding = self.clone().expand_events(events);
+        let attempting = self.attempt_deliveries(deliveries);
+        tokio::select! {
+            () = stop => {}
+            () = expanding => {}
+        }
+        // Expansion is cut at once (it only writes the store); attempts get to finish.
+        attempting.drain().await;
+    }
+
+    /// Events are handled one after another, so one instance's deliveries are queued in the order
+    /// its events happened.
+    async fn expand_events(self: Arc<Self>, events: Arc<EventQueue>) {
+        loop {
+            let batch = match events.receive(EVENT_BATCH, POLL).await {
+                Ok(batch) => batch,
+                Err(error) => {
+                    tracing::error!(%error, "event queue unavailable");
+                    tokio::time::sleep(POLL).await;
+                    continue;
+                }
+            };
+            for delivery in batch {
+                match self.on_event(&delivery.message).await {
+                    Ok(()) => {
+                        if let Err(error) = events.ack(&delivery.receipt).await {
+                            tracing::error!(%error, "event handled but not acknowledged: it will come again");
+                        }
+                    }
+                    // Left unacknowledged: the queue hands it out again after its visibility timeout.
+                    Err(error) => tracing::error!(%error, "event not expanded"),
+                }
+            }
+        }
+    }
+
+    fn attempt_deliveries(self: Arc<Self>, deliveries: Arc<DeliveryQueue>) -> Attempts {
+        let permits = Arc::new(Semaphore::new(CONCURRENT_ATTEMPTS));
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let mut running = JoinSet::new();
+            loop {
+                let available = permits.available_permits().max(1);
+                let batch = tokio::select! {
+                    _ = &mut stopped => break,
+                    batch = deliveries.receive(available.min(EVENT_BATCH), POLL) => batch,
+                };
+                let batch = match batch {
+                    Ok(batch) => batch,
+                    Err(error) => {
+                        tracing::error!(%error, "delivery queue unavailable");
+                        tokio::time::sleep(POLL).await;
+                        continue;
+                    }
+                };
+                for delivery in batch {
+                    let Ok(permit) = permits.clone().acquire_owned().await else { break };
+                    let (dispatcher, queue) = (self.clone(), deliveries.clone());
+                    running.spawn(async move {
+                        match dispatcher.on_attempt(&delivery.message).await {
+                            Ok(()) => {
+                                if let Err(error) = queue.ack(&delivery.receipt).await {
+                                    tracing::error!(%error, "attempt recorded but not acknowledged");
+                                }
+                            }
+                            Err(error) => tracing::error!(%error, "attempt not recorded: it will come again"),
+                        }
+                        drop(permit);
+                    });
+                }
+                while running.try_join_next().is_some() {}
+            }
+            let _ = tokio::time::timeout(DRAIN, async { while running.join_next().await.is_some() {} }).await;
+        });
+        Attempts { stop, task }
+    }
+}
+
+/// The attempts loop, stopped by [`Attempts::drain`].
+struct Attempts {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Attempts {
+    async fn drain(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
