@@ -26,8 +26,20 @@ impl Server {
 
     /// Starts the server with more environment variables.
     fn start_with(data_dir: &Path, env: &[(String, String)]) -> Self {
-        let mut child = Command::new(RYZE)
-            .arg("serve")
+        let mut command = Command::new(RYZE);
+        command.arg("serve");
+        Self::spawn(command, data_dir, env)
+    }
+
+    /// Starts the server allowed only `open_files` descriptors (the shell's `ulimit -n`).
+    fn start_with_open_files(data_dir: &Path, env: &[(String, String)], open_files: u32) -> Self {
+        let mut command = Command::new("sh");
+        command.args(["-c", &format!("ulimit -n {open_files} && exec \"$0\" serve"), RYZE]);
+        Self::spawn(command, data_dir, env)
+    }
+
+    fn spawn(mut command: Command, data_dir: &Path, env: &[(String, String)]) -> Self {
+        let mut child = command
             .envs(env.iter().map(|(name, value)| (name, value)))
             .env("RYZE_DATA_DIR", data_dir)
             .env("RYZE_LISTEN", "127.0.0.1:0")
@@ -285,4 +297,42 @@ fn two_servers_on_aws_share_one_deployment() {
     assert_eq!(list["meta"]["total"], 0, "deleted through the other: {list}");
     first.stop();
     second.stop();
+}
+
+/// Many idle and half-sent connections, more than the server has descriptors for: it closes them
+/// after its timeouts, rides out the failed accepts, and keeps answering.
+#[cfg(unix)]
+#[test]
+fn the_server_closes_idle_connections_and_survives_running_out_of_descriptors() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let env: Vec<(String, String)> = [("RYZE_HEADER_TIMEOUT_SECS", "1"), ("RYZE_IDLE_TIMEOUT_SECS", "1")]
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .into();
+    let server = Server::start_with_open_files(&dir.path().join("data"), &env, 128);
+    let mut sockets: Vec<TcpStream> = (0..300)
+        .map(|n| {
+            let mut socket = TcpStream::connect(server.addr).expect("connect");
+            // A third say nothing, a third stop inside the head, a third inside the body.
+            let sent = match n % 3 {
+                0 => "",
+                1 => "GET /health HTTP/1.1\r\nhost: test\r\n",
+                _ => "POST /api/instance/new HTTP/1.1\r\nhost: test\r\ncontent-length: 50\r\n\r\n{",
+            };
+            socket.write_all(sent.as_bytes()).expect("write");
+            socket
+        })
+        .collect();
+    for socket in &mut sockets {
+        socket.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+        let mut rest = Vec::new();
+        // The server closes it (a reset counts): a read timeout would fail here instead.
+        if let Err(error) = socket.read_to_end(&mut rest) {
+            assert_ne!(error.kind(), std::io::ErrorKind::WouldBlock, "not closed within 60 s");
+            assert_ne!(error.kind(), std::io::ErrorKind::TimedOut, "not closed within 60 s");
+        }
+    }
+    let (status, health) = server.request("GET", "/health", None, None);
+    assert_eq!((status, &health["status"]), (200, &json!("ok")));
+    let log = server.stop();
+    assert!(log.contains("accept failed"), "the descriptors never ran out: {log}");
 }

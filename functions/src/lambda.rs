@@ -63,7 +63,7 @@ pub async fn run(function: Function) -> Result<(), lambda_http::Error> {
 }
 
 /// A boolean variable's value, as `ryze serve` reads its flags.
-fn parse_flag(text: &str) -> Option<bool> {
+pub(crate) fn parse_flag(text: &str) -> Option<bool> {
     match text.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Some(true),
         "false" | "0" | "no" | "off" | "" => Some(false),

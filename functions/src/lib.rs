@@ -12,9 +12,11 @@
 //! - [`views`] and [`list`]: response bodies; [`qr`]: the QR code PNG.
 //! - [`openapi`]: the document's frame, served at `/openapi.json`; [`docs`]: the Swagger UI page.
 //! - [`lambda`]: the router as a Lambda function (the `api` and `connect` binaries).
+//! - [`dispatcher`]: the event dispatcher as a Lambda function on its SQS queues (`dispatcher`).
 //! - [`server`]: the router on a TCP listener, for `ryze serve`, with timeouts and a connection cap.
 
 pub mod auth;
+pub mod dispatcher;
 pub mod docs;
 pub mod error;
 pub mod event_views;

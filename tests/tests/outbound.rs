@@ -1,6 +1,9 @@
 //! The outbound client (`ryze_core::outbound`) against local servers on 127.0.0.1: what it refuses,
 //! what it sends, what it does not follow, and how long it waits.
 
+// Test code, helpers included: a failed step should panic with the step's error.
+#![allow(clippy::unwrap_used)]
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,16 +19,18 @@ use base64::Engine;
 use ryze_core::outbound::{OutboundClient, OutboundError, TargetPolicy};
 use tokio::net::TcpListener;
 
-/// What a local server saw: every request's method, URI (as in the request line), headers and
-/// body, and how many connections it accepted.
+/// One request as a local server saw it: method, URI (as in the request line), headers, body.
+type SeenRequest = (String, String, HeaderMap, Vec<u8>);
+
+/// What a local server saw: every request, and how many connections it accepted.
 #[derive(Default)]
 struct Seen {
-    requests: Mutex<Vec<(String, String, HeaderMap, Vec<u8>)>>,
+    requests: Mutex<Vec<SeenRequest>>,
     connections: AtomicUsize,
 }
 
 impl Seen {
-    fn requests(&self) -> Vec<(String, String, HeaderMap, Vec<u8>)> {
+    fn requests(&self) -> Vec<SeenRequest> {
         self.requests.lock().unwrap().clone()
     }
 }
