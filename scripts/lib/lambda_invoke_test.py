@@ -41,6 +41,31 @@ def event(name, token=None, path=None, method=None, body=None):
     return data
 
 
+def sqs_batch(*records):
+    """An SQS event of (message id, body) records, from infra/events/sqs-batch.json."""
+    with open(os.path.join(EVENTS, "sqs-batch.json")) as f:
+        template = json.load(f)["Records"][0]
+    batch = []
+    for message_id, body in records:
+        record = copy.deepcopy(template)
+        record["messageId"], record["body"] = message_id, body
+        batch.append(record)
+    return {"Records": batch}
+
+
+def invoke_raw(function, data):
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(data, f)
+    out = subprocess.run(
+        ["cargo", "lambda", "invoke", function, "--invoke-address", "127.0.0.1", "--invoke-port", PORT, "--data-file", f.name],
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+    os.unlink(f.name)
+    if out.returncode != 0:
+        raise AssertionError(f"cargo lambda invoke {function} failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def invoke(function, data):
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(data, f)
@@ -105,6 +130,60 @@ commands = [json.loads(m["Body"]) for m in messages]
 check("the connect command is on the FIFO queue, grouped by instance",
       any(c["type"] == "connect" for c in commands)
       and all(m["Attributes"]["MessageGroupId"] == c["instance"] for m, c in zip(messages, commands)), commands)
+
+# The dispatcher: an event record expands into a delivery attempt on the delivery queue, and the
+# attempt record posts to the webhook, signed; a receiver here checks the signature with the
+# `standardwebhooks` package (not our code).
+import http.server
+import threading
+
+import standardwebhooks
+
+received = []
+
+
+class Receiver(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        received.append((self.path, dict(self.headers), body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+hook_url = f"http://127.0.0.1:{server.server_address[1]}/hooks"
+configure = event("apigw-rest-create.json", instance_token, path="/api/events/webhook/lambda-one",
+                  body={"enabled": True, "url": hook_url})
+status, body = invoke("api", configure)
+secret = body.get("webhook", {}).get("signingSecret") or ""
+check("the api function configures a webhook", status == 200 and secret.startswith("whsec_"), body)
+status, body = invoke("api", event("apigw-rest-list.json", ACCOUNT_TOKEN))
+instance_id = body["instances"][0]["id"]
+queued_event = {"id": "evt-lambda-1", "event": "instance.state", "timestamp": "2026-12-01T00:00:00Z",
+                "instance": instance_id, "data": {"state": "connecting"}}
+answer = invoke_raw("dispatcher", sqs_batch(("m-event", json.dumps(queued_event)), ("m-junk", "not json")))
+failures = [f["itemIdentifier"] for f in answer.get("batchItemFailures", [])]
+check("the dispatcher reports only the unreadable record as failed", failures == ["m-junk"], answer)
+attempts = sqs.receive_message(QueueUrl=os.environ["RYZE_DELIVERY_QUEUE_URL"], MaxNumberOfMessages=10,
+                               WaitTimeSeconds=2).get("Messages", [])
+check("the event became one delivery attempt on the delivery queue", len(attempts) == 1, attempts)
+if attempts:
+    answer = invoke_raw("dispatcher", sqs_batch(("m-attempt", attempts[0]["Body"])))
+    check("the attempt succeeds", answer.get("batchItemFailures") == [], answer)
+    verified = False
+    if received:
+        path, headers, payload = received[0]
+        try:
+            standardwebhooks.Webhook(secret).verify(payload, {k.lower(): v for k, v in headers.items()})
+            verified = path == "/hooks" and json.loads(payload)["instanceData"]["instance"] == "lambda-one"
+        except Exception as error:  # noqa: BLE001 - reported as the check's detail
+            received.append(str(error))
+    check("the receiver got the envelope, signed (verified by the standardwebhooks package)", verified, received)
+server.shutdown()
 
 print(f"{results['passed']} passed, {results['failed']} failed")
 sys.exit(1 if results["failed"] else 0)
