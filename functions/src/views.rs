@@ -208,6 +208,8 @@ pub struct InstanceView {
     pub name: String,
     /// The TokenInstance.
     pub token: String,
+    /// The same value as `connection.state`, where published clients read it.
+    pub status: InstanceState,
     pub created_at: String,
     pub updated_at: String,
     pub connection: ConnectionView,
@@ -231,6 +233,7 @@ impl InstanceView {
             id: instance.id.to_string(),
             name: instance.name.to_string(),
             token,
+            status: instance.connection.state,
             created_at: timestamp(&instance.created_at),
             updated_at: timestamp(&instance.updated_at),
             connection: ConnectionView {

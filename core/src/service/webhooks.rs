@@ -77,11 +77,14 @@ pub struct ConfiguredWebhook {
 pub(crate) struct WebhookFields {
     url: &'static str,
     authorization: &'static str,
+    /// API.md words the events endpoint's URL error exactly (`Invalid field: url`), with no detail.
+    bare_url_error: bool,
 }
 
 pub(crate) const INLINE_WEBHOOK: WebhookFields =
-    WebhookFields { url: "webhookURL", authorization: "webhookAuthorization" };
-const STANDALONE_WEBHOOK: WebhookFields = WebhookFields { url: "url", authorization: "authorization" };
+    WebhookFields { url: "webhookURL", authorization: "webhookAuthorization", bare_url_error: false };
+const STANDALONE_WEBHOOK: WebhookFields =
+    WebhookFields { url: "url", authorization: "authorization", bare_url_error: true };
 
 fn label(value: Option<String>) -> Result<String> {
     let label = value.unwrap_or_else(|| WebhookConfig::DEFAULT_LABEL.into());
@@ -117,7 +120,8 @@ impl WebhookInput {
             return Err(Error::MissingField { field: "enabled" });
         };
         // Validated whether enabled or not: a value sent is never silently dropped.
-        let url = http_url(self.url, fields.url).map_err(|_| Error::invalid(fields.url))?;
+        let url = http_url(self.url, fields.url)
+            .map_err(|error| if fields.bare_url_error { Error::invalid(fields.url) } else { error })?;
         let authorization = text(self.authorization, fields.authorization)?;
         let events = dedup(self.events.unwrap_or_default());
         if enabled && url.is_none() {

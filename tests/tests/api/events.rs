@@ -2,6 +2,8 @@
 //! a dispatcher running beside the app and a local receiver that checks our signatures with the
 //! `standardwebhooks` crate (an implementation that is not ours).
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use axum::http::StatusCode;
