@@ -141,6 +141,12 @@ fn the_binary_serves_the_api_on_its_embedded_store_across_restarts() {
     assert!(account["accountId"].is_string());
     assert!(!String::from_utf8_lossy(&created.stderr).contains(&token), "the token was logged");
     assert!(data_dir.join("seal.key").exists(), "the first start creates the sealing key");
+    #[cfg(unix)]
+    for (path, expected) in [(data_dir.clone(), 0o700), (data_dir.join("ryze.db"), 0o600)] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).expect("exists").permissions().mode() & 0o777;
+        assert_eq!(mode, expected, "{} is {mode:o}", path.display());
+    }
 
     let server = Server::start(&data_dir);
     let (status, health) = server.request("GET", "/health", None, None);
@@ -255,7 +261,15 @@ fn aws_deployment() -> Vec<(String, String)> {
     let names: Vec<&str> = lines.iter().map(|(name, _)| name.as_str()).collect();
     assert_eq!(
         names,
-        ["RYZE_TABLE", "RYZE_COMMAND_QUEUE_URL", "RYZE_EVENT_QUEUE_URL", "RYZE_BUCKET", "RYZE_MASTER_KEY"]
+        [
+            "RYZE_TABLE",
+            "RYZE_COMMAND_QUEUE_URL",
+            "RYZE_EVENT_QUEUE_URL",
+            "RYZE_DELIVERY_QUEUE_URL",
+            "RYZE_DEAD_DELIVERY_QUEUE_URL",
+            "RYZE_BUCKET",
+            "RYZE_MASTER_KEY"
+        ]
     );
     assert_eq!(lines[0].1, format!("{prefix}-registry"));
     env.extend(lines);

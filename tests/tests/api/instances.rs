@@ -262,6 +262,7 @@ async fn list_items_have_the_contract_shape() {
             "proxy",
             "s3",
             "settings",
+            "status",
             "token",
             "updatedAt",
             "webhook",
@@ -269,6 +270,8 @@ async fn list_items_have_the_contract_shape() {
         ]
     );
     assert_eq!(item["token"], token);
+    // Published clients read `status`: the same value as `connection.state`.
+    assert_eq!(item["status"], item["connection"]["state"]);
     assert_eq!(
         item["connection"],
         json!({"state": "disconnected", "numberJid": null,
