@@ -56,6 +56,24 @@ enum Command {
         #[command(subcommand)]
         command: AwsCommand,
     },
+    /// Webhook deliveries.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum EventsCommand {
+    /// Move dead deliveries (their schedule ran out) back from the dead-letter queue, each to start
+    /// its schedule over; prints how many. Works while the server runs.
+    Redrive {
+        /// Only this instance's (its id, or its name); the others stay in the dead-letter queue.
+        #[arg(long)]
+        instance: Option<String>,
+        #[command(flatten)]
+        data: DataArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -198,6 +216,12 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Account { command } => account(command).await,
+        Command::Events { command: EventsCommand::Redrive { instance, data } } => {
+            let (ports, _keys) = open_store(&data).await?;
+            let count = ryze_core::service::redrive(&ports, instance.as_deref(), chrono_now()).await?;
+            println!("{}", serde_json::json!({ "redriven": count }));
+            Ok(())
+        }
         Command::Openapi => {
             println!("{}", ryze_functions::openapi().to_pretty_json()?);
             Ok(())
@@ -212,6 +236,10 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn chrono_now() -> chrono::DateTime<chrono::Utc> {
+    ryze_core::clock::Clock::now(&SystemClock)
 }
 
 /// The backend's ports and the deployment's keys.
@@ -239,7 +267,7 @@ async fn services(data: &DataArgs, connect: ConnectPolicy) -> anyhow::Result<Ser
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data.data_dir)?;
+    embedded::create_private_dir(&args.data.data_dir)?;
     // The embedded store's instance cache assumes one serving process per data directory. On AWS
     // processes share the deployment, and each keeps its sessions' working files apart, for its
     // own lifetime (their stores live in S3).
@@ -266,19 +294,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let outbound = OutboundClient::new(TargetPolicy { allow_private: args.allow_private_targets });
     let services =
         Services::new(ports.clone(), keys.clone(), Arc::new(SystemClock), connect, outbound.clone());
+    // WebSocket sockets of this process: the dispatcher publishes, `GET /ws` subscribes.
+    let live = Arc::new(ryze_functions::live::LiveHub::default());
     let dispatcher = Arc::new(Dispatcher::new(
         &ports,
         keys.clone(),
         Arc::new(SystemClock),
         Arc::new(outbound),
-        None,
+        Some(live.clone()),
         DispatcherConfig {
             schedule: args.events.webhook_retry_schedule.clone(),
             public_url: args.events.public_url.clone().unwrap_or_else(|| format!("http://{}", args.listen)),
         },
     ));
     let (events, deliveries) = (ports.events.clone(), ports.deliveries.clone());
-    let app = ryze_functions::router(ryze_functions::AppState::new(services));
+    let app = ryze_functions::router(ryze_functions::AppState::new(services).with_live(live));
     let factory = WhatsAppFactory::new(&host_config)?;
     let host = SessionHost::new(ports, keys, host_config, factory);
 

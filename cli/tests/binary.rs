@@ -350,3 +350,136 @@ fn the_server_closes_idle_connections_and_survives_running_out_of_descriptors() 
     let log = server.stop();
     assert!(log.contains("accept failed"), "the descriptors never ran out: {log}");
 }
+
+/// A webhook receiver on a port chosen now, down until [`HookReceiver::up`]: records the
+/// `webhook-id` of every request it answers (204).
+struct HookReceiver {
+    port: u16,
+    ids: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl HookReceiver {
+    fn reserve() -> Self {
+        let port =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        Self { port, ids: Default::default() }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hooks", self.port)
+    }
+
+    fn up(&self) {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", self.port)).expect("the reserved port");
+        let ids = self.ids.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                let ids = ids.clone();
+                std::thread::spawn(move || answer_hook(stream, &ids));
+            }
+        });
+    }
+
+    fn distinct_ids(&self) -> std::collections::BTreeSet<String> {
+        self.ids.lock().expect("ids").iter().cloned().collect()
+    }
+}
+
+/// Serves one connection's requests (keep-alive), 204 each.
+fn answer_hook(stream: TcpStream, ids: &std::sync::Mutex<Vec<String>>) {
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut writer = stream;
+    loop {
+        let (mut length, mut id) = (0usize, None);
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            let (name, value) = header.split_once(':').unwrap_or((header, ""));
+            match name.to_ascii_lowercase().as_str() {
+                "content-length" => length = value.trim().parse().unwrap_or(0),
+                "webhook-id" => id = Some(value.trim().to_owned()),
+                _ => {}
+            }
+        }
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        ids.lock().expect("ids").extend(id);
+        if writer.write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n").is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn events_survive_a_kill_of_the_server_in_the_middle_of_a_burst() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().join("data");
+    let limits = ["--rate-limit", "100000", "--create-rate-limit", "1000"];
+    let created = ryze(&[&["account", "create", "--name", "acme"][..], &limits].concat(), &data_dir);
+    let token = serde_json::from_slice::<Value>(&created.stdout).expect("json")["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let receiver = HookReceiver::reserve();
+    // One attempt a second for a minute: the receiver is down until after the restart.
+    let schedule = std::iter::once("0").chain(std::iter::repeat_n("1", 59)).collect::<Vec<_>>().join(",");
+    let env = [
+        ("RYZE_ALLOW_PRIVATE_TARGETS".to_owned(), "true".to_owned()),
+        ("RYZE_WEBHOOK_RETRY_SCHEDULE".to_owned(), schedule),
+    ];
+    const INSTANCES: usize = 30;
+    let server = Server::start_with(&data_dir, &env);
+    for n in 0..INSTANCES {
+        let body = json!({"name": format!("i{n}"), "webhookEnabled": true, "webhookURL": receiver.url()});
+        let (status, body) = server.request("POST", "/api/instance/new", Some(&token), Some(body));
+        assert_eq!(status, 201, "{body}");
+    }
+    // Each logout records one `logged_out` event; the server is killed right after the last.
+    for n in 0..INSTANCES {
+        let (status, body) =
+            server.request("DELETE", &format!("/api/instance/logout/i{n}"), Some(&token), None);
+        assert_eq!(status, 200, "{body}");
+    }
+    drop(server); // SIGKILL: no graceful stop, attempts in flight are cut off
+
+    receiver.up();
+    let server = Server::start_with(&data_dir, &env);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while receiver.distinct_ids().len() < INSTANCES {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "after the restart only {} of {INSTANCES} events were delivered",
+            receiver.distinct_ids().len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Every delivery log agrees: one event each, delivered, with the id the receiver got.
+    let received = receiver.distinct_ids();
+    for n in 0..INSTANCES {
+        let (status, log) =
+            server.request("GET", &format!("/api/events/deliveries/i{n}"), Some(&token), None);
+        assert_eq!(status, 200, "{log}");
+        let deliveries = log["deliveries"].as_array().expect("deliveries");
+        assert_eq!(deliveries.len(), 1, "{log}");
+        assert!(received.contains(deliveries[0]["id"].as_str().expect("id")), "{log}");
+    }
+    assert_eq!(received.len(), INSTANCES, "no event was invented");
+    drop(server);
+
+    // The operator's redrive opens the same store (nothing is dead here).
+    let redriven = ryze(&["events", "redrive", "--instance", "i0"], &data_dir);
+    assert!(redriven.status.success(), "{}", String::from_utf8_lossy(&redriven.stderr));
+    assert_eq!(serde_json::from_slice::<Value>(&redriven.stdout).expect("json"), json!({"redriven": 0}));
+}

@@ -3,7 +3,9 @@
 //! It resolves the token (the `token` header, or `Authorization: Bearer`), counts the request against
 //! the token's budget for this route, refuses with 429 past it, and stamps the `X-RateLimit-*`
 //! headers on whatever the handler answers. Requests that fail authentication are refused before
-//! any counter is touched, so random tokens cannot fill the counter store.
+//! any counter is touched, so random tokens cannot fill the counter store. Requests that match no
+//! route are answered through [`answer_unrouted`], which counts and stamps them the same way when
+//! their token is valid.
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
@@ -29,20 +31,44 @@ pub async fn authenticate(State(app): State<AppState>, mut request: Request, nex
         Ok(decision) => decision,
         Err(error) => return ApiError::from(error).into_response(),
     };
-    let mut response = if decision.allowed {
+    if decision.allowed {
         request.extensions_mut().insert(Authenticated(caller));
-        next.run(request).await
+    }
+    answer_counted(&decision, next.run(request)).await
+}
+
+/// The answer to a request that no route takes (404, or 405 for a method a path does not have).
+/// An authenticated caller is counted and gets the rate-limit headers, as on every route, and a
+/// 429 past its budget. Anyone else gets the bare answer: an unknown route needs no token, so a
+/// missing or unknown one changes nothing there.
+pub async fn answer_unrouted(app: &AppState, headers: &HeaderMap, error: ApiError) -> Response {
+    let Some(token) = presented_token(headers) else {
+        return error.into_response();
+    };
+    let Ok(caller) = app.services.auth.resolve(Some(token)).await else {
+        return error.into_response();
+    };
+    match app.services.limiter.check(&caller, Bucket::Requests).await {
+        Ok(decision) => answer_counted(&decision, std::future::ready(error.into_response())).await,
+        Err(failure) => ApiError::from(failure).into_response(),
+    }
+}
+
+/// `answer` when the request is within its budget, else the 429; with the rate-limit headers.
+async fn answer_counted(decision: &RateDecision, answer: impl Future<Output = Response>) -> Response {
+    let mut response = if decision.allowed {
+        answer.await
     } else {
         let mut refused = ApiError::rate_limited().into_response();
         refused.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(decision.retry_after));
         refused
     };
-    stamp_rate_headers(response.headers_mut(), &decision);
+    stamp_rate_headers(response.headers_mut(), decision);
     response
 }
 
 /// The token from `token`, or else from `Authorization: Bearer`.
-fn presented_token(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn presented_token(headers: &HeaderMap) -> Option<&str> {
     if let Some(token) = headers.get("token").and_then(|v| v.to_str().ok()) {
         return Some(token);
     }
@@ -51,7 +77,7 @@ fn presented_token(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then_some(token)
 }
 
-fn stamp_rate_headers(headers: &mut HeaderMap, decision: &RateDecision) {
+pub(crate) fn stamp_rate_headers(headers: &mut HeaderMap, decision: &RateDecision) {
     const LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
     const REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
     const RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");

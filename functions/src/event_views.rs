@@ -2,7 +2,9 @@
 //! Never a secret: `authorization` is always `null`, and `signingSecret` only in the answer that
 //! issued it.
 
-use ryze_core::domain::{DeliveryRecord, DeliveryStatus, EventKind, WebhookConfig, WebsocketConfig};
+use ryze_core::domain::{
+    DeliveryRecord, DeliveryStatus, EventKind, IntegrationStatus, WebhookConfig, WebsocketConfig,
+};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -24,6 +26,12 @@ pub struct WebhookRowView {
     pub signing_secret: Option<String>,
     /// Why the system disabled the webhook (a receiver that answered 410), if it did.
     pub disabled_reason: Option<String>,
+    /// In the answer of a write only: `ok`, `disabled`, or `error` when the URL cannot be reached
+    /// from here (a refused address, a host that does not resolve); the URL is stored either way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<IntegrationStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl WebhookRowView {
@@ -38,7 +46,21 @@ impl WebhookRowView {
             authorization: None,
             signing_secret: new_secret,
             disabled_reason: webhook.disabled_reason.clone(),
+            status: None,
+            error: None,
         }
+    }
+
+    /// The row as a write answers it: with its status.
+    pub fn written(configured: ryze_core::service::ConfiguredWebhook) -> Self {
+        let mut view = Self::of(&configured.webhook, configured.new_secret);
+        view.status = Some(match (&configured.unreachable, configured.webhook.enabled) {
+            (Some(_), _) => IntegrationStatus::Error,
+            (None, true) => IntegrationStatus::Ok,
+            (None, false) => IntegrationStatus::Disabled,
+        });
+        view.error = configured.unreachable;
+        view
     }
 }
 
@@ -54,6 +76,14 @@ pub struct WebhooksResponse {
     pub success: bool,
     pub message: &'static str,
     pub webhooks: Vec<WebhookRowView>,
+}
+
+/// `getWebhook`: every row, or with `?label=` the one (the document says `oneOf`).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum WebhookListing {
+    All(WebhooksResponse),
+    One(WebhookResponse),
 }
 
 #[derive(Serialize, ToSchema)]

@@ -3,7 +3,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use ryze_core::Error;
@@ -71,6 +71,27 @@ fn body_error(field: Option<String>, error: serde_json::Error) -> ApiError {
     match expected {
         Some(expected) => Error::invalid_because(field, expected).into(),
         None => Error::invalid(field).into(),
+    }
+}
+
+/// A query string whose rejection is an [`ApiError`] in the envelope: a parameter that cannot be
+/// read (given twice, say) is `Invalid field: <name>`.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(query)) => Ok(Self(query)),
+            Err(rejection) => {
+                // serde names the parameter in backticks: "duplicate field `status`".
+                let text = rejection.body_text();
+                let field = text.split('`').nth(1).filter(|f| !f.is_empty()).unwrap_or("query");
+                Err(Error::invalid(field.to_owned()).into())
+            }
+        }
     }
 }
 

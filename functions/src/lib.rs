@@ -23,6 +23,7 @@ pub mod event_views;
 pub mod extract;
 pub mod lambda;
 pub mod list;
+pub mod live;
 pub mod openapi;
 pub mod qr;
 pub mod routes;
@@ -33,7 +34,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -54,11 +55,20 @@ use crate::list::ListRenderer;
 pub struct AppState {
     pub services: Services,
     pub list_renderer: Arc<ListRenderer>,
+    /// The WebSocket sockets of this process: `ryze serve` has them, Lambda does not (API
+    /// Gateway's WebSocket API holds them there).
+    pub live: Option<Arc<live::LiveHub>>,
 }
 
 impl AppState {
     pub fn new(services: Services) -> Self {
-        Self { services, list_renderer: Arc::new(ListRenderer::default()) }
+        Self { services, list_renderer: Arc::new(ListRenderer::default()), live: None }
+    }
+
+    /// This state, serving `GET /ws` from `hub` (which the dispatcher publishes to).
+    pub fn with_live(mut self, hub: Arc<live::LiveHub>) -> Self {
+        self.live = Some(hub);
+        self
     }
 }
 
@@ -75,6 +85,7 @@ fn routes() -> Routes {
         .split_for_parts();
     let (public, public_document) = routes::public().split_for_parts();
     document.merge(public_document);
+    openapi::complete(&mut document);
     Routes { authenticated, public, document }
 }
 
@@ -98,12 +109,21 @@ pub fn router(state: AppState) -> Router {
         .merge(public)
         .route("/openapi.json", get(move || std::future::ready(document.clone())))
         .merge(docs::routes())
+        .route("/ws", get(live::socket_by_query))
+        .route("/ws/{instance}", get(live::socket_by_path))
         .fallback(routes::route_not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(middleware::from_fn(log_failures))
         .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
+}
+
+/// The span of a request: its method, path and route. Never its query, where a WebSocket upgrade
+/// carries its token, nor its headers (`token`, `Authorization`).
+fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
+    let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+    tracing::debug_span!("request", method = %request.method(), path = request.uri().path(), route)
 }
 
 /// Logs the cause that an `ApiError` left on a 5xx response; the client saw only the fixed message.

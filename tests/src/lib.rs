@@ -15,6 +15,7 @@ pub mod fake_chatwoot;
 pub mod fake_whatsapp;
 pub mod proxies;
 pub mod receiver;
+pub mod sockets;
 pub mod system;
 
 use std::sync::Arc;
@@ -163,6 +164,8 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     /// Holds the state alive; `reopen` builds a new app on the same one.
     pub storage: Arc<Storage>,
+    /// The app's WebSocket sockets, which its [`TestApp::dispatch`] publishes to.
+    pub live: Arc<ryze_functions::live::LiveHub>,
 }
 
 /// An account made for a test, with its TokenAccount.
@@ -236,8 +239,9 @@ impl TestApp {
         let policy = ConnectPolicy { wait: connect_wait, poll_interval };
         let outbound = OutboundClient::new(targets);
         let services = Services::new(ports.clone(), keys.clone(), clock.clone(), policy, outbound);
-        let router = ryze_functions::router(AppState::new(services.clone()));
-        Self { router, services, ports, keys, clock, storage }
+        let live = Arc::new(ryze_functions::live::LiveHub::default());
+        let router = ryze_functions::router(AppState::new(services.clone()).with_live(live.clone()));
+        Self { router, services, ports, keys, clock, storage, live }
     }
 
     pub async fn account(&self) -> TestAccount {
@@ -330,7 +334,7 @@ impl TestApp {
             self.keys.clone(),
             Arc::new(ryze_core::clock::SystemClock),
             Arc::new(OutboundClient::new(targets)),
-            None,
+            Some(self.live.clone()),
             config,
         ));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -338,6 +342,17 @@ impl TestApp {
             let _ = stopped.await;
         });
         Dispatching { dispatcher, stop: Some(stop), task: tokio::spawn(run) }
+    }
+
+    /// Serves the app on a real socket on 127.0.0.1 (for WebSocket upgrades), until the runtime ends.
+    pub async fn listen(&self) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let router = self.router.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        address
     }
 
     /// Takes whatever commands are queued, without waiting.

@@ -21,6 +21,8 @@ pub struct Received {
     pub body: Bytes,
     /// What the receiver answered.
     pub status: StatusCode,
+    /// When it arrived, on the wall clock events are stamped with.
+    pub at: chrono::DateTime<chrono::Utc>,
 }
 
 impl Received {
@@ -155,7 +157,8 @@ fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) -> JoinHandle<(
 fn record(shared: &Shared, uri: Uri, headers: HeaderMap, body: Bytes) -> StatusCode {
     let scripted = shared.scripted.lock().unwrap().pop_front();
     let status = scripted.or(*shared.otherwise.lock().unwrap()).unwrap_or(StatusCode::NO_CONTENT);
-    shared.received.lock().unwrap().push(Received { path: uri.path().to_owned(), headers, body, status });
+    let at = chrono::Utc::now();
+    shared.received.lock().unwrap().push(Received { path: uri.path().to_owned(), headers, body, status, at });
     shared.arrived.notify_waiters();
     status
 }

@@ -57,7 +57,10 @@ pub struct InstanceName(String);
 
 impl InstanceName {
     pub const MAX_LEN: usize = 64;
+    /// What [`InstanceName::parse`] accepts, for the OpenAPI document.
+    pub const PATTERN: &'static str = "^[A-Za-z0-9._-]{1,64}$";
 
+    /// A name exactly as given: one with spaces around it is invalid, not trimmed.
     pub fn parse(name: &str) -> Result<Self> {
         let valid = !name.is_empty()
             && name.len() <= Self::MAX_LEN
@@ -98,7 +101,7 @@ mod tests {
         for ok in ["a", "sales-1", "Support_2.0", &"x".repeat(64)] {
             assert!(InstanceName::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["", " ", "a b", "ação", "a/b", "a?b", &"x".repeat(65)] {
+        for bad in ["", " ", "a b", " abc", "abc\t", "ação", "a/b", "a?b", &"x".repeat(65)] {
             assert!(matches!(InstanceName::parse(bad), Err(Error::InvalidName)), "{bad}");
         }
     }

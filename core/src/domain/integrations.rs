@@ -18,8 +18,9 @@ pub enum ProxyProtocol {
 }
 
 impl ProxyProtocol {
+    /// Exactly as the contract spells them: `SOCKS5` would not read back as sent.
     pub fn parse(text: &str) -> Option<Self> {
-        match text.to_ascii_lowercase().as_str() {
+        match text {
             "http" => Some(Self::Http),
             "https" => Some(Self::Https),
             "socks5" => Some(Self::Socks5),

@@ -37,17 +37,40 @@ impl Default for Settings {
     }
 }
 
-/// A partial update of [`Settings`]: only the named fields change.
+/// A partial update of [`Settings`]: only the named fields change. A field named is given a value:
+/// `null` is refused, so that `{"keepOnlineStatus": null}` is not taken for an update that changes
+/// nothing (the document says at least one property, of its type).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SettingsPatch {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub auto_reject_calls: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false, max_length = 4096)]
     pub call_reject_message: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub ignore_group_messages: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub keep_online_status: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub auto_read_messages: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub disable_history_sync: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub ignore_status: Option<bool>,
+}
+
+/// A field that, when named, must hold a `T` (`null` included in what it refuses).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> std::result::Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
 }
 
 /// Longer than any sensible auto-reply; keeps a stored record small.
@@ -108,5 +131,13 @@ mod tests {
         assert!(updated.keep_online_status);
         assert!(updated.disable_history_sync);
         assert!(matches!(SettingsPatch::default().apply(Settings::default()), Err(Error::EmptyUpdate)));
+    }
+
+    #[test]
+    fn a_patch_names_values_not_nulls() {
+        let patch: SettingsPatch = serde_json::from_str(r#"{"ignoreStatus": true}"#).unwrap();
+        assert_eq!(patch.ignore_status, Some(true));
+        assert!(serde_json::from_str::<SettingsPatch>(r#"{"ignoreStatus": null}"#).is_err());
+        assert!(serde_json::from_str::<SettingsPatch>("{}").unwrap().is_empty());
     }
 }

@@ -12,6 +12,8 @@ use crate::domain::{
     ProxyProtocol, S3Config, Settings, SettingsPatch, WebsocketConfig,
 };
 use crate::secrets::{Keyring, Purpose, generate_token};
+use crate::service::fields;
+pub(crate) use crate::service::fields::text;
 use crate::service::webhooks::{INLINE_WEBHOOK, WebhookInput};
 use crate::{Error, Result};
 
@@ -19,18 +21,26 @@ use crate::{Error, Result};
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateInstance {
+    #[schema(required = true, nullable = false, pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub name: Option<String>,
-    /// The TokenInstance to use; a random one is generated when absent.
+    #[schema(schema_with = fields::token_schema)]
     pub token: Option<String>,
     pub proxy_enabled: Option<bool>,
+    #[schema(schema_with = fields::host_schema)]
     pub proxy_host: Option<String>,
+    #[schema(schema_with = fields::port_schema)]
     pub proxy_port: Option<PortValue>,
+    #[schema(schema_with = fields::proxy_protocol_schema)]
     pub proxy_protocol: Option<String>,
+    #[schema(schema_with = fields::text_schema)]
     pub proxy_username: Option<String>,
+    #[schema(schema_with = fields::text_schema)]
     pub proxy_password: Option<String>,
     pub webhook_enabled: Option<bool>,
     #[serde(rename = "webhookURL")]
+    #[schema(schema_with = fields::http_url_schema)]
     pub webhook_url: Option<String>,
+    #[schema(schema_with = fields::text_schema)]
     pub webhook_authorization: Option<String>,
     pub webhook_by_events: Option<bool>,
     pub webhook_events: Option<Vec<EventKind>>,
@@ -39,15 +49,21 @@ pub struct CreateInstance {
     pub websocket_events: Option<Vec<EventKind>>,
     pub websocket_media_base64: Option<bool>,
     pub chatwoot_enabled: Option<bool>,
+    #[schema(schema_with = fields::http_url_schema)]
     pub chatwoot_base_url: Option<String>,
+    #[serde(default, deserialize_with = "fields::optional_integer")]
+    #[schema(minimum = 1)]
     pub chatwoot_account_id: Option<i64>,
+    #[schema(schema_with = fields::text_schema)]
     pub chatwoot_api_token: Option<String>,
+    #[schema(schema_with = fields::text_schema)]
     pub chatwoot_inbox_name: Option<String>,
     pub chatwoot_sign_messages: Option<bool>,
     pub chatwoot_ignore_groups: Option<bool>,
     pub chatwoot_start_as_pending: Option<bool>,
     pub chatwoot_reopen_resolved: Option<bool>,
     pub auto_reject_calls: Option<bool>,
+    #[schema(max_length = 4096)]
     pub call_reject_message: Option<String>,
     pub ignore_group_messages: Option<bool>,
     pub keep_online_status: Option<bool>,
@@ -55,11 +71,17 @@ pub struct CreateInstance {
     pub disable_history_sync: Option<bool>,
     pub ignore_status: Option<bool>,
     pub s3_enabled: Option<bool>,
+    #[schema(schema_with = fields::text_schema)]
     pub s3_region: Option<String>,
+    #[schema(schema_with = fields::text_schema)]
     pub s3_bucket: Option<String>,
+    #[schema(schema_with = fields::text_schema)]
     pub s3_access_key: Option<String>,
+    #[schema(schema_with = fields::text_schema)]
     pub s3_secret_key: Option<String>,
+    #[schema(schema_with = fields::http_url_schema)]
     pub s3_endpoint: Option<String>,
+    #[schema(schema_with = fields::text_schema)]
     pub s3_path_prefix: Option<String>,
 }
 
@@ -69,18 +91,25 @@ pub struct CreateInstance {
 pub enum PortValue {
     Text(String),
     Number(u64),
+    /// `1080.0`: an integer to JSON Schema, so to the document's clients.
+    Float(f64),
 }
 
 /// `POST /api/instance/proxy/{instance}`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProxyInput {
+    #[schema(required = true, nullable = false)]
     pub enabled: Option<bool>,
+    #[schema(schema_with = fields::host_schema)]
     pub host: Option<String>,
+    #[schema(schema_with = fields::port_schema)]
     pub port: Option<PortValue>,
-    /// `http`, `https` or `socks5`.
+    #[schema(schema_with = fields::proxy_protocol_schema)]
     pub protocol: Option<String>,
+    #[schema(schema_with = fields::text_schema)]
     pub username: Option<String>,
+    #[schema(schema_with = fields::text_schema)]
     pub password: Option<String>,
 }
 
@@ -88,13 +117,20 @@ pub struct ProxyInput {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct S3Input {
+    #[schema(required = true, nullable = false)]
     pub enabled: Option<bool>,
+    #[schema(schema_with = fields::text_schema)]
     pub region: Option<String>,
+    #[schema(schema_with = fields::text_schema)]
     pub bucket: Option<String>,
+    #[schema(schema_with = fields::text_schema)]
     pub access_key: Option<String>,
+    #[schema(schema_with = fields::text_schema)]
     pub secret_key: Option<String>,
     /// Empty or absent means AWS.
+    #[schema(schema_with = fields::http_url_schema)]
     pub endpoint: Option<String>,
+    #[schema(schema_with = fields::text_schema)]
     pub path_prefix: Option<String>,
 }
 
@@ -126,109 +162,127 @@ const INLINE_PROXY: Fields = Fields("proxy");
 const INLINE_S3: Fields = Fields("s3");
 const STANDALONE: Fields = Fields("");
 
-const MAX_TEXT: usize = 2048;
 const DEFAULT_S3_REGION: &str = "us-east-1";
 
-/// A non-empty, trimmed, bounded text value.
-pub(crate) fn text(value: Option<String>, field: &'static str) -> Result<Option<String>> {
-    match value.map(|v| v.trim().to_owned()) {
-        None => Ok(None),
-        Some(v) if v.is_empty() => Ok(None),
-        Some(v) if v.len() > MAX_TEXT || v.chars().any(char::is_control) => Err(Error::invalid(field)),
-        Some(v) => Ok(Some(v)),
-    }
-}
-
-fn required(value: Option<String>, field: &'static str) -> Result<String> {
-    text(value, field)?.ok_or(Error::MissingField { field })
-}
-
+/// An `http` or `https` URL of [`fields::HTTP_URL_PATTERN`]; `None` when absent or empty.
 pub(crate) fn http_url(value: Option<String>, field: &'static str) -> Result<Option<String>> {
     let Some(value) = text(value, field)? else {
         return Ok(None);
     };
-    let parsed = url::Url::parse(&value).map_err(|_| Error::invalid_because(field, "not a URL"))?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+    // The pattern is the rule; the parse only makes sure what is stored can be used as a URL.
+    let parses = || url::Url::parse(&value).is_ok_and(|url| url.host_str().is_some());
+    if !fields::is_http_url(&value) || !parses() {
         return Err(Error::invalid_because(field, "must be an http or https URL"));
     }
     Ok(Some(value))
 }
 
-fn port(value: Option<PortValue>, field: &'static str) -> Result<u16> {
-    let number = match value.ok_or(Error::MissingField { field })? {
-        PortValue::Text(text) => text.trim().parse::<u64>().ok(),
-        PortValue::Number(number) => Some(number),
+/// A port as sent, a string or a number; `None` when absent or empty.
+fn port(value: Option<PortValue>, field: &'static str) -> Result<Option<u16>> {
+    let port = match value {
+        None => return Ok(None),
+        Some(PortValue::Text(text)) if text.is_empty() => return Ok(None),
+        Some(PortValue::Text(text)) => fields::port_text(&text),
+        Some(PortValue::Number(number)) => u16::try_from(number).ok().filter(|n| *n != 0),
+        Some(PortValue::Float(number)) => {
+            fields::integral(number).and_then(|n| u16::try_from(n).ok()).filter(|n| *n != 0)
+        }
     };
-    number
-        .and_then(|n| u16::try_from(n).ok())
-        .filter(|n| *n != 0)
-        .ok_or_else(|| Error::invalid_because(field, "must be a port from 1 to 65535"))
+    port.map(Some).ok_or_else(|| Error::invalid_because(field, "must be a port from 1 to 65535"))
 }
 
-fn host(value: Option<String>, field: &'static str) -> Result<String> {
-    let host = required(value, field)?;
-    let valid = host.len() <= 253
-        && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':' | b'[' | b']'));
-    if valid { Ok(host) } else { Err(Error::invalid_because(field, "not a host name or address")) }
+fn host(value: Option<String>, field: &'static str) -> Result<Option<String>> {
+    match value {
+        Some(host) if !fields::is_host(&host) => {
+            Err(Error::invalid_because(field, "not a host name or address"))
+        }
+        host => Ok(host.filter(|h| !h.is_empty())),
+    }
+}
+
+fn protocol(value: Option<String>, field: &'static str) -> Result<Option<ProxyProtocol>> {
+    match value.as_deref() {
+        None | Some("") => Ok(None),
+        Some(text) => ProxyProtocol::parse(text)
+            .map(Some)
+            .ok_or_else(|| Error::invalid_because(field, "one of http, https, socks5")),
+    }
 }
 
 fn client_token(value: Option<String>) -> Result<Option<String>> {
     match value {
         None => Ok(None),
-        Some(token) if (8..=256).contains(&token.len()) && token.bytes().all(|b| b.is_ascii_graphic()) => {
-            Ok(Some(token))
-        }
+        Some(token) if fields::is_token(&token) => Ok(Some(token)),
         Some(_) => Err(Error::invalid_because("token", "8 to 256 visible ASCII characters")),
     }
 }
 
 impl ProxyInput {
+    /// What an enabled proxy needs, by its flag, for the OpenAPI document; `validate` enforces it.
+    pub const REQUIRED_WHEN_ENABLED: &[(&str, &[&str])] = &[("enabled", &["host", "port", "protocol"])];
+
     /// `Ok(None)` when the proxy is disabled.
     pub fn into_config(self, keys: &Keyring) -> Result<Option<ProxyConfig>> {
         let enabled = self.enabled.ok_or(Error::MissingField { field: "enabled" })?;
         self.validate(enabled, STANDALONE, keys)
     }
 
+    /// Checks every value sent, enabled or not: none is silently dropped. A disabled proxy is not
+    /// stored, though: the record has no such thing (no proxy is `enabled: false`), and `POST /proxy`
+    /// with `enabled: false` removes one.
     fn validate(self, enabled: bool, fields: Fields, keys: &Keyring) -> Result<Option<ProxyConfig>> {
+        let protocol = protocol(self.protocol, fields.name("protocol"))?;
+        let host = host(self.host, fields.name("host"))?;
+        let port = port(self.port, fields.name("port"))?;
+        let username = text(self.username, fields.name("username"))?;
+        let password = text(self.password, fields.name("password"))?;
         if !enabled {
             return Ok(None);
         }
-        let protocol_field = fields.name("protocol");
-        let protocol = required(self.protocol, protocol_field)?;
-        let protocol = ProxyProtocol::parse(&protocol)
-            .ok_or_else(|| Error::invalid_because(protocol_field, "one of http, https, socks5"))?;
-        let password = text(self.password, fields.name("password"))?;
+        let missing = |field| Error::MissingField { field: fields.name(field) };
         Ok(Some(ProxyConfig {
-            host: host(self.host, fields.name("host"))?,
-            port: port(self.port, fields.name("port"))?,
-            protocol,
-            username: text(self.username, fields.name("username"))?,
+            host: host.ok_or_else(|| missing("host"))?,
+            port: port.ok_or_else(|| missing("port"))?,
+            protocol: protocol.ok_or_else(|| missing("protocol"))?,
+            username,
             password: password.map(|p| keys.seal(Purpose::ProxyPassword, &p)),
         }))
     }
 }
 
 impl S3Input {
+    /// What an enabled S3 configuration needs, for the OpenAPI document; `validate` enforces it.
+    pub const REQUIRED_WHEN_ENABLED: &[(&str, &[&str])] =
+        &[("enabled", &["bucket", "accessKey", "secretKey"])];
+
     /// `Ok(None)` when S3 is disabled (which deletes the stored credentials).
     pub fn into_config(self, keys: &Keyring) -> Result<Option<S3Config>> {
         let enabled = self.enabled.ok_or(Error::MissingField { field: "enabled" })?;
         self.validate(enabled, STANDALONE, keys)
     }
 
+    /// Checks every value sent, enabled or not; only an enabled configuration is stored (disabled,
+    /// the credentials are deleted, as the contract says).
     fn validate(self, enabled: bool, fields: Fields, keys: &Keyring) -> Result<Option<S3Config>> {
+        let region = text(self.region, fields.name("region"))?;
+        let bucket = text(self.bucket, fields.name("bucket"))?;
+        let access_key = text(self.access_key, fields.name("accessKey"))?;
+        let secret = text(self.secret_key, fields.name("secretKey"))?;
+        let endpoint = http_url(self.endpoint, fields.name("endpoint"))?;
+        // As sent, slashes included: the prefix is the client's, and it reads back unchanged.
+        let path_prefix = text(self.path_prefix, fields.name("pathPrefix"))?;
         if !enabled {
             return Ok(None);
         }
-        let secret = required(self.secret_key, fields.name("secretKey"))?;
+        let missing = |field| Error::MissingField { field: fields.name(field) };
+        let secret = secret.ok_or_else(|| missing("secretKey"))?;
         Ok(Some(S3Config {
-            region: text(self.region, fields.name("region"))?.unwrap_or_else(|| DEFAULT_S3_REGION.into()),
-            bucket: required(self.bucket, fields.name("bucket"))?,
-            access_key: required(self.access_key, fields.name("accessKey"))?,
+            region: region.unwrap_or_else(|| DEFAULT_S3_REGION.into()),
+            bucket: bucket.ok_or_else(|| missing("bucket"))?,
+            access_key: access_key.ok_or_else(|| missing("accessKey"))?,
             secret_key: keys.seal(Purpose::S3SecretKey, &secret),
-            endpoint: http_url(self.endpoint, fields.name("endpoint"))?,
-            path_prefix: text(self.path_prefix, fields.name("pathPrefix"))?
-                .map(|p| p.trim_matches('/').to_owned())
-                .filter(|p| !p.is_empty()),
+            endpoint,
+            path_prefix,
         }))
     }
 }
@@ -242,14 +296,23 @@ pub(crate) struct NewInstance {
 }
 
 impl CreateInstance {
+    /// What each inline integration needs once its flag is `true`, for the OpenAPI document;
+    /// `validate` enforces it.
+    pub const REQUIRED_WHEN_ENABLED: &[(&str, &[&str])] = &[
+        ("proxyEnabled", &["proxyHost", "proxyPort", "proxyProtocol"]),
+        ("webhookEnabled", &["webhookURL"]),
+        ("chatwootEnabled", &["chatwootBaseUrl", "chatwootAccountId", "chatwootApiToken"]),
+        ("s3Enabled", &["s3Bucket", "s3AccessKey", "s3SecretKey"]),
+    ];
+
     pub(crate) fn validate(
         self,
         account: &AccountId,
         keys: &Keyring,
         now: DateTime<Utc>,
     ) -> Result<NewInstance> {
-        let name =
-            self.name.as_deref().map(str::trim).filter(|n| !n.is_empty()).ok_or(Error::NameRequired)?;
+        // Not trimmed: `" abc"` is an invalid name, not `abc`.
+        let name = self.name.as_deref().filter(|n| !n.is_empty()).ok_or(Error::NameRequired)?;
         let name = InstanceName::parse(name)?;
         let token = client_token(self.token)?.unwrap_or_else(generate_token);
 
@@ -313,22 +376,25 @@ impl CreateInstance {
             media_base64: self.websocket_media_base64.unwrap_or(false),
         });
 
+        // Checked whether enabled or not; stored only when enabled, as before (a disabled Chatwoot
+        // would be a token kept for nothing).
+        let chatwoot_base_url = http_url(self.chatwoot_base_url, "chatwootBaseUrl")?;
+        if self.chatwoot_account_id.is_some_and(|id| id <= 0) {
+            return Err(Error::invalid_because("chatwootAccountId", "must be a positive integer"));
+        }
+        let chatwoot_api_token = text(self.chatwoot_api_token, "chatwootApiToken")?;
+        let chatwoot_inbox_name = text(self.chatwoot_inbox_name, "chatwootInboxName")?;
         let chatwoot = if self.chatwoot_enabled == Some(true) {
-            let base_url = http_url(self.chatwoot_base_url, "chatwootBaseUrl")?
-                .ok_or(Error::MissingField { field: "chatwootBaseUrl" })?;
+            let base_url = chatwoot_base_url.ok_or(Error::MissingField { field: "chatwootBaseUrl" })?;
             let account_id =
                 self.chatwoot_account_id.ok_or(Error::MissingField { field: "chatwootAccountId" })?;
-            if account_id <= 0 {
-                return Err(Error::invalid_because("chatwootAccountId", "must be a positive integer"));
-            }
-            let api_token = required(self.chatwoot_api_token, "chatwootApiToken")?;
+            let api_token = chatwoot_api_token.ok_or(Error::MissingField { field: "chatwootApiToken" })?;
             Some(ChatwootConfig {
                 enabled: true,
                 base_url,
                 account_id,
                 api_token: keys.seal(Purpose::ChatwootApiToken, &api_token),
-                inbox_name: text(self.chatwoot_inbox_name, "chatwootInboxName")?
-                    .unwrap_or_else(|| name.to_string()),
+                inbox_name: chatwoot_inbox_name.unwrap_or_else(|| name.to_string()),
                 sign_messages: self.chatwoot_sign_messages.unwrap_or(false),
                 ignore_groups: self.chatwoot_ignore_groups.unwrap_or(false),
                 start_as_pending: self.chatwoot_start_as_pending.unwrap_or(false),
@@ -386,8 +452,78 @@ mod tests {
         assert_eq!(created.instance.settings, Settings::default());
         assert!(created.instance.proxy.is_none() && created.instance.webhooks.is_empty());
         assert!(matches!(create(serde_json::json!({})), Err(Error::NameRequired)));
-        assert!(matches!(create(serde_json::json!({"name": "  "})), Err(Error::NameRequired)));
-        assert!(matches!(create(serde_json::json!({"name": "a b"})), Err(Error::InvalidName)));
+        assert!(matches!(create(serde_json::json!({"name": ""})), Err(Error::NameRequired)));
+        assert!(matches!(create(serde_json::json!({"name": null})), Err(Error::NameRequired)));
+        for name in ["  ", "  abc\t", " abc", "a b"] {
+            assert!(
+                matches!(create(serde_json::json!({ "name": name })), Err(Error::InvalidName)),
+                "{name:?}"
+            );
+        }
+    }
+
+    fn invalid_field(body: serde_json::Value) -> String {
+        match create(body.clone()) {
+            Err(Error::InvalidField { field, .. }) => field.to_string(),
+            other => panic!("{body}: {:?}", other.map(|n| n.instance.name)),
+        }
+    }
+
+    #[test]
+    fn every_field_sent_is_validated_enabled_or_not() {
+        let cases = [
+            (serde_json::json!({"name": "a", "proxyProtocol": "ftp"}), "proxyProtocol"),
+            (serde_json::json!({"name": "a", "proxyEnabled": false, "proxyPort": "99999"}), "proxyPort"),
+            (serde_json::json!({"name": "a", "proxyPort": 0}), "proxyPort"),
+            (serde_json::json!({"name": "a", "proxyHost": "bad host"}), "proxyHost"),
+            (serde_json::json!({"name": "a", "proxyUsername": "a\u{0}b"}), "proxyUsername"),
+            (serde_json::json!({"name": "a", "s3Endpoint": "ftp://x"}), "s3Endpoint"),
+            (serde_json::json!({"name": "a", "s3Enabled": false, "s3Bucket": "x".repeat(2049)}), "s3Bucket"),
+            (serde_json::json!({"name": "a", "chatwootBaseUrl": "not a url"}), "chatwootBaseUrl"),
+            (serde_json::json!({"name": "a", "chatwootAccountId": 0}), "chatwootAccountId"),
+            (serde_json::json!({"name": "a", "chatwootInboxName": "a\nb"}), "chatwootInboxName"),
+            (serde_json::json!({"name": "a", "webhookURL": "gopher://x"}), "webhookURL"),
+        ];
+        for (body, field) in cases {
+            assert_eq!(invalid_field(body), field);
+        }
+        // Valid but not enabled: checked, not stored.
+        let created = create(serde_json::json!({"name": "a", "proxyHost": "p", "proxyPort": "1080",
+            "proxyProtocol": "http", "s3Bucket": "b", "chatwootBaseUrl": "https://c.example"}))
+        .unwrap();
+        assert!(created.instance.proxy.is_none() && created.instance.s3.is_none());
+        assert!(created.instance.chatwoot.is_none());
+    }
+
+    #[test]
+    fn integers_may_be_written_as_floats_without_a_fraction() {
+        let created = create(serde_json::json!({"name": "a", "proxyEnabled": true, "proxyHost": "p",
+            "proxyPort": 1080.0, "proxyProtocol": "http", "chatwootAccountId": 7.0}))
+        .unwrap();
+        assert_eq!(created.instance.proxy.unwrap().port, 1080);
+        assert_eq!(invalid_field(serde_json::json!({"name": "a", "proxyPort": 1080.5})), "proxyPort");
+        let fraction =
+            serde_json::from_value::<CreateInstance>(serde_json::json!({"chatwootAccountId": 7.5}));
+        assert!(fraction.is_err());
+        let huge = serde_json::from_value::<CreateInstance>(serde_json::json!({"chatwootAccountId": 1e19}));
+        assert!(huge.is_err());
+    }
+
+    #[test]
+    fn values_are_stored_as_sent() {
+        let created = create(serde_json::json!({"name": "a", "s3Enabled": true, "s3Bucket": " b ",
+            "s3AccessKey": "AK", "s3SecretKey": "s", "s3PathPrefix": "/media/x/", "proxyEnabled": true,
+            "proxyHost": "p", "proxyPort": "1080", "proxyProtocol": "http", "proxyUsername": " u "}))
+        .unwrap();
+        let s3 = created.instance.s3.unwrap();
+        assert_eq!((s3.bucket.as_str(), s3.path_prefix.as_deref()), (" b ", Some("/media/x/")));
+        assert_eq!(created.instance.proxy.unwrap().username.as_deref(), Some(" u "));
+        // An empty string is an absent value.
+        let created = create(serde_json::json!({"name": "a", "s3Enabled": true, "s3Bucket": "b",
+            "s3AccessKey": "AK", "s3SecretKey": "s", "s3Endpoint": "", "s3PathPrefix": ""}))
+        .unwrap();
+        let s3 = created.instance.s3.unwrap();
+        assert_eq!((s3.endpoint, s3.path_prefix), (None, None));
     }
 
     #[test]
@@ -401,8 +537,12 @@ mod tests {
         let err = create(serde_json::json!({"name": "a", "proxyEnabled": true, "proxyHost": "p",
             "proxyPort": "1080", "proxyProtocol": "ftp"}));
         assert!(matches!(err, Err(Error::InvalidField { ref field, .. }) if field == "proxyProtocol"));
+        // Spelled as the contract spells it: `SOCKS5` would not read back as sent.
+        let err = create(serde_json::json!({"name": "a", "proxyEnabled": true, "proxyHost": "p",
+            "proxyPort": "1080", "proxyProtocol": "SOCKS5"}));
+        assert!(matches!(err, Err(Error::InvalidField { ref field, .. }) if field == "proxyProtocol"));
         let ok = create(serde_json::json!({"name": "a", "proxyEnabled": true, "proxyHost": "10.0.0.1",
-            "proxyPort": 1080, "proxyProtocol": "SOCKS5", "proxyPassword": "pw"}))
+            "proxyPort": 1080, "proxyProtocol": "socks5", "proxyPassword": "pw"}))
         .unwrap();
         let proxy = ok.instance.proxy.unwrap();
         assert_eq!((proxy.port, proxy.protocol), (1080, ProxyProtocol::Socks5));

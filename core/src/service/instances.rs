@@ -24,6 +24,9 @@ pub struct CreatedInstance {
     pub token: String,
     /// The inline webhook's signing secret, shown this once.
     pub signing_secret: Option<String>,
+    /// Why the inline webhook's URL cannot be reached from here (the target-address guard, a host
+    /// that does not resolve); it is stored all the same.
+    pub webhook_error: Option<String>,
 }
 
 pub struct InstanceService {
@@ -54,8 +57,12 @@ impl InstanceService {
         let new = input.validate(&caller.account.id, &self.keys, self.clock.now())?;
         self.ports.registry.insert_instance(&new.instance, caller.account.limits.instance_quota).await?;
         tracing::info!(instance = %new.instance.id, name = %new.instance.name, "instance created");
+        let webhook_error = match new.instance.webhooks.iter().find(|w| w.enabled) {
+            Some(webhook) => self.outbound.check_url(&webhook.url).await.err().map(|e| e.to_string()),
+            None => None,
+        };
         let instance = self.link_chatwoot(Arc::new(new.instance)).await;
-        Ok(CreatedInstance { instance, token: new.token, signing_secret: new.signing_secret })
+        Ok(CreatedInstance { instance, token: new.token, signing_secret: new.signing_secret, webhook_error })
     }
 
     /// Links `instance` to its Chatwoot inbox (a no-op without Chatwoot) and stores the outcome.
@@ -96,13 +103,20 @@ impl InstanceService {
                     names
                 },
             );
+        // A filter only looks: a name that cannot exist is one that is not found, not a 400.
+        let listed = |name| async move {
+            match self.target(caller, name).await {
+                Err(Error::InvalidName) => Err(Error::InstanceNotFound),
+                found => found,
+            }
+        };
         match names.as_slice() {
             [] => self.ports.registry.instances(&caller.account.id).await,
-            [only] => Ok(vec![self.target(caller, only).await?]),
+            [only] => Ok(vec![listed(only).await?]),
             many => {
                 let mut found = Vec::with_capacity(many.len());
                 for name in many {
-                    match self.target(caller, name).await {
+                    match listed(name).await {
                         Ok(instance) => found.push(instance),
                         Err(Error::InstanceNotFound) => {}
                         Err(other) => return Err(other),
@@ -185,19 +199,20 @@ impl InstanceService {
     /// The instance `name` in the caller's reach. An instance token naming any other instance is
     /// refused before anything is looked up, so it learns nothing about its siblings.
     pub(super) async fn target(&self, caller: &Caller, name: &str) -> Result<Arc<Instance>> {
-        if name.trim().is_empty() {
+        if name.is_empty() {
             return Err(Error::NameRequired);
         }
+        // A name that cannot exist is the client's mistake, whatever the token: 400, not 404.
+        let name = InstanceName::parse(name)?;
         match &caller.scope {
             Scope::Instance(id) => {
                 let own = self.own_instance(id).await?;
-                if own.name.as_str() != name {
+                if own.name != name {
                     return Err(Error::InstanceMismatch);
                 }
                 Ok(own)
             }
             Scope::Account => {
-                let name = InstanceName::parse(name).map_err(|_| Error::InstanceNotFound)?;
                 let instance = self.ports.registry.instance_by_name(&caller.account.id, &name).await?;
                 instance.filter(|i| caller.may_access(i)).ok_or(Error::InstanceNotFound)
             }

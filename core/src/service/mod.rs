@@ -6,6 +6,7 @@ mod accounts;
 mod auth;
 mod chatwoot;
 pub mod dispatch;
+pub mod fields;
 mod inputs;
 mod instances;
 mod rate_limit;
@@ -22,7 +23,7 @@ pub use instances::{CreatedInstance, InstanceService};
 pub use rate_limit::{Bucket, RateDecision, RateLimiter};
 pub use sessions::{ConnectOptions, ConnectPolicy};
 pub use webhooks::{
-    ConfiguredWebhook, DELIVERY_PAGE, RedeliverInput, WebhookInput, WebsocketInput, restart_delivery,
+    ConfiguredWebhook, DELIVERY_PAGE, RedeliverInput, WebhookInput, WebsocketInput, redrive, restart_delivery,
 };
 
 use crate::clock::Clock;

@@ -34,10 +34,14 @@ pub const DELIVERY_PAGE: usize = 100;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WebhookInput {
     /// 1 to 32 of letters, digits, `-` and `_`; `default` when omitted.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,32}$")]
     pub label: Option<String>,
+    #[schema(required = true, nullable = false)]
     pub enabled: Option<bool>,
+    #[schema(schema_with = super::fields::http_url_schema)]
     pub url: Option<String>,
     /// Sent as the `Authorization` header of every delivery.
+    #[schema(schema_with = super::fields::text_schema)]
     pub authorization: Option<String>,
     pub by_events: Option<bool>,
     pub events: Option<Vec<EventKind>>,
@@ -50,6 +54,7 @@ pub struct WebhookInput {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WebsocketInput {
+    #[schema(required = true, nullable = false)]
     pub enabled: Option<bool>,
     pub events: Option<Vec<EventKind>>,
     pub media_base64: Option<bool>,
@@ -62,7 +67,13 @@ pub struct WebsocketInput {
 pub struct RedeliverInput {
     pub id: Option<String>,
     pub label: Option<String>,
+    /// Only `dead`.
     pub status: Option<String>,
+}
+
+impl WebhookInput {
+    /// What an enabled webhook needs, for the OpenAPI document; `into_config` enforces it.
+    pub const REQUIRED_WHEN_ENABLED: &[(&str, &[&str])] = &[("enabled", &["url"])];
 }
 
 /// A webhook as stored, and its new signing secret in clear when this write issued one.
@@ -70,6 +81,8 @@ pub struct RedeliverInput {
 pub struct ConfiguredWebhook {
     pub webhook: WebhookConfig,
     pub new_secret: Option<String>,
+    /// Why its URL cannot be reached from here, if it cannot (checked when it is written).
+    pub unreachable: Option<String>,
 }
 
 /// Names fields as the body that carried them does: `webhookURL` inline on create, `url` on its own.
@@ -171,7 +184,7 @@ impl WebhookInput {
                 disabled_reason: None,
             }
         };
-        Ok(Some(ConfiguredWebhook { webhook, new_secret }))
+        Ok(Some(ConfiguredWebhook { webhook, new_secret, unreachable: None }))
     }
 }
 
@@ -199,7 +212,11 @@ impl InstanceService {
         let webhook =
             updated.webhooks.iter().find(|w| w.label == label).cloned().ok_or(Error::WebhookNotFound)?;
         tracing::info!(instance = %instance.id, label, enabled = webhook.enabled, "webhook configured");
-        Ok(ConfiguredWebhook { webhook, new_secret: configured.new_secret })
+        let unreachable = match webhook.enabled {
+            true => self.outbound.check_url(&webhook.url).await.err().map(|e| e.to_string()),
+            false => None,
+        };
+        Ok(ConfiguredWebhook { webhook, new_secret: configured.new_secret, unreachable })
     }
 
     /// Every webhook row of the instance, sorted by label.
@@ -229,6 +246,20 @@ impl InstanceService {
         };
         let updated = self.change(&instance, InstanceChange::Websocket(websocket)).await?;
         updated.websocket.clone().ok_or(Error::WebsocketNotConfigured)
+    }
+
+    /// The instance whose WebSocket the caller may open: `WebsocketDisabled` unless it is enabled.
+    pub async fn open_websocket(
+        &self,
+        caller: &Caller,
+        name: &str,
+    ) -> Result<std::sync::Arc<crate::domain::Instance>> {
+        let instance = self.target(caller, name).await?;
+        if instance.websocket.as_ref().is_some_and(|w| w.enabled) {
+            Ok(instance)
+        } else {
+            Err(Error::WebsocketDisabled(instance.name.clone()))
+        }
     }
 
     pub async fn websocket(&self, caller: &Caller, name: &str) -> Result<WebsocketConfig> {
@@ -301,6 +332,52 @@ pub async fn restart_delivery(
     let options = SendOptions { group: None, delay: Duration::ZERO };
     ports.deliveries.send_with(&record.next_attempt(), options).await?;
     Ok(true)
+}
+
+/// Moves dead deliveries back from the dead-letter queue: each starts its schedule over. With
+/// `instance` (an instance's id or name), only that instance's; the others stay in the queue.
+/// Returns how many were started over. Letters whose delivery is no longer dead (redelivered
+/// through the API meanwhile) are dropped.
+pub async fn redrive(
+    ports: &crate::ports::Ports,
+    instance: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<usize> {
+    let mut count = 0;
+    let mut kept = Vec::new();
+    let mut empty_polls = 0;
+    // SQS may answer a short poll empty while messages remain: stop after two empty polls.
+    while empty_polls < 2 {
+        let letters = ports.dead_deliveries.receive(10, Duration::from_millis(500)).await?;
+        if letters.is_empty() {
+            empty_polls += 1;
+            continue;
+        }
+        empty_polls = 0;
+        for letter in letters {
+            let key = &letter.message.key;
+            if let Some(wanted) = instance {
+                let owner = ports.registry.instance(&key.instance).await?;
+                let matches =
+                    key.instance.as_str() == wanted || owner.is_some_and(|i| i.name.as_str() == wanted);
+                if !matches {
+                    kept.push(letter.receipt);
+                    continue;
+                }
+            }
+            if let Some(record) = ports.delivery_log.get(key).await?
+                && record.status == DeliveryStatus::Dead
+                && restart_delivery(ports, record, now).await?
+            {
+                count += 1;
+            }
+            ports.dead_deliveries.ack(&letter.receipt).await?;
+        }
+    }
+    for receipt in kept {
+        ports.dead_deliveries.release(&receipt).await?;
+    }
+    Ok(count)
 }
 
 #[cfg(test)]

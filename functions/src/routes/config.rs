@@ -33,7 +33,7 @@ pub async fn get_settings(
     request_body = SettingsPatch, security(("token" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "Settings updated successfully; the whole object", body = SettingsResponse),
-        (status = 400, description = "Empty, malformed or invalid body", body = ErrorBody),
+        (status = 400, description = "Empty, malformed or invalid body, or Invalid instance name", body = ErrorBody),
         (status = 404, description = "Instance not found", body = ErrorBody)))]
 pub async fn update_settings(
     State(app): State<AppState>,
@@ -71,7 +71,7 @@ pub async fn get_proxy(
     request_body = ProxyInput, security(("token" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "Proxy configuration updated", body = ProxyResponse),
-        (status = 400, description = "Missing or invalid field", body = ErrorBody),
+        (status = 400, description = "Missing or invalid field, or Invalid instance name", body = ErrorBody),
         (status = 404, description = "Instance not found", body = ErrorBody)))]
 pub async fn update_proxy(
     State(app): State<AppState>,
@@ -112,7 +112,7 @@ pub async fn get_s3(
     request_body = S3Input, security(("token" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "S3 configuration updated", body = S3Response),
-        (status = 400, description = "Missing or invalid field", body = ErrorBody),
+        (status = 400, description = "Missing or invalid field, or Invalid instance name", body = ErrorBody),
         (status = 404, description = "Instance not found", body = ErrorBody)))]
 pub async fn update_s3(
     State(app): State<AppState>,

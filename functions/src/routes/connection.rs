@@ -1,7 +1,7 @@
 //! The WhatsApp connection: connect (QR or pairing code), reconnect, logout.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use ryze_core::Error;
 use ryze_core::domain::ConnectOutcome;
 use ryze_core::service::ConnectOptions;
@@ -10,7 +10,7 @@ use utoipa::IntoParams;
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{Authenticated, InstancePath};
+use crate::extract::{ApiQuery, Authenticated, InstancePath};
 use crate::qr;
 use crate::views::{ConnectResponse, InstanceStatusResponse, ReconnectResponse, StatusOnly};
 
@@ -18,8 +18,10 @@ use crate::views::{ConnectResponse, InstanceStatusResponse, ReconnectResponse, S
 #[into_params(parameter_in = Query)]
 pub struct ConnectQuery {
     /// Phone number, digits only (8 to 15): log in with a pairing code instead of a QR code.
+    #[param(pattern = "^[0-9]{8,15}$")]
     number: Option<String>,
     /// Days of history to request on this first pairing (1 to 365), even when `disableHistorySync`.
+    #[param(value_type = Option<u16>, minimum = 1, maximum = 365)]
     history: Option<String>,
 }
 
@@ -30,7 +32,7 @@ pub struct ConnectQuery {
     security(("token" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "QR code generated, or Pairing code generated", body = ConnectResponse),
-        (status = 400, description = "Instance name is required, Invalid phone number", body = ErrorBody),
+        (status = 400, description = "Invalid instance name, Invalid phone number, or Invalid field: history", body = ErrorBody),
         (status = 404, description = "Instance not found", body = ErrorBody),
         (status = 409, description = "Instance already connected", body = ErrorBody),
         (status = 500, description = "Failed to generate QR code", body = ErrorBody)))]
@@ -38,13 +40,13 @@ pub async fn connect_instance(
     State(app): State<AppState>,
     Authenticated(caller): Authenticated,
     InstancePath(name): InstancePath,
-    query: Result<Query<ConnectQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(query): ApiQuery<ConnectQuery>,
 ) -> Result<Json<ConnectResponse>, ApiError> {
-    let Query(query) = query.map_err(|_| ApiError::invalid_body())?;
     let history_days = query
         .history
         .map(|days| {
-            days.trim().parse::<i64>().map_err(|_| Error::invalid_because("history", "a number of days"))
+            let number = days.bytes().all(|b| b.is_ascii_digit()).then(|| days.parse::<i64>().ok()).flatten();
+            number.ok_or_else(|| Error::invalid_because("history", "a number of days"))
         })
         .transpose()?;
     let options = ConnectOptions { number: query.number, history_days };
@@ -82,7 +84,7 @@ pub async fn connect_instance(
     security(("token" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "Reconnect initiated", body = ReconnectResponse),
-        (status = 400, description = "Instance has no saved session — call /connect first", body = ErrorBody),
+        (status = 400, description = "Instance has no saved session — call /connect first, or Invalid instance name", body = ErrorBody),
         (status = 404, description = "Instance not found", body = ErrorBody),
         (status = 409, description = "Instance already connected", body = ErrorBody),
         (status = 500, description = "Failed to reconnect: <reason>", body = ErrorBody)))]

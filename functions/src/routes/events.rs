@@ -1,7 +1,7 @@
 //! The events API: webhooks, the WebSocket configuration, the delivery log and redeliveries.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use ryze_core::service::{RedeliverInput, WebhookInput, WebsocketInput};
 use serde::Deserialize;
@@ -10,10 +10,10 @@ use utoipa::IntoParams;
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
 use crate::event_views::{
-    DeliveriesResponse, DeliveryView, RedeliveryResponse, WebhookResponse, WebhookRowView, WebhooksResponse,
-    WebsocketResponse,
+    DeliveriesResponse, DeliveryView, RedeliveryResponse, WebhookListing, WebhookResponse, WebhookRowView,
+    WebhooksResponse, WebsocketResponse,
 };
-use crate::extract::{ApiJson, Authenticated, InstancePath};
+use crate::extract::{ApiJson, ApiQuery, Authenticated, InstancePath};
 
 /// Creates or overwrites the webhook with this `label` (default `default`); at most 3 enabled.
 /// `signingSecret` is shown once: in the answer that created the webhook or rotated its secret.
@@ -35,7 +35,7 @@ pub async fn configure_webhook(
     ApiJson(input): ApiJson<WebhookInput>,
 ) -> Result<Json<WebhookResponse>, ApiError> {
     let configured = app.services.instances.configure_webhook(&caller, &name, input).await?;
-    let webhook = WebhookRowView::of(&configured.webhook, configured.new_secret);
+    let webhook = WebhookRowView::written(configured);
     Ok(Json(WebhookResponse { success: true, message: "Webhook configured", webhook }))
 }
 
@@ -51,7 +51,8 @@ pub struct LabelQuery {
     params(("instance" = String, Path, description = "The instance's name"), LabelQuery),
     security(("token" = []), ("bearer" = [])),
     responses(
-        (status = 200, description = "Webhooks retrieved (or, with `label`, Webhook retrieved with `webhook`)", body = WebhooksResponse),
+        (status = 200, description = "Webhooks retrieved (or, with `label`, Webhook retrieved with `webhook`)",
+            body = WebhookListing),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "Instance token does not match this instance", body = ErrorBody),
         (status = 404, description = "Instance not found, or Webhook not found", body = ErrorBody),
@@ -60,21 +61,20 @@ pub async fn get_webhooks(
     State(app): State<AppState>,
     Authenticated(caller): Authenticated,
     InstancePath(name): InstancePath,
-    Query(query): Query<LabelQuery>,
-) -> Result<axum::response::Response, ApiError> {
-    use axum::response::IntoResponse;
+    ApiQuery(query): ApiQuery<LabelQuery>,
+) -> Result<Json<WebhookListing>, ApiError> {
     let instances = &app.services.instances;
-    Ok(match query.label {
+    Ok(Json(match query.label {
         Some(label) => {
             let webhook = WebhookRowView::of(&instances.webhook(&caller, &name, &label).await?, None);
-            Json(WebhookResponse { success: true, message: "Webhook retrieved", webhook }).into_response()
+            WebhookListing::One(WebhookResponse { success: true, message: "Webhook retrieved", webhook })
         }
         None => {
             let webhooks = instances.webhooks(&caller, &name).await?;
             let webhooks = webhooks.iter().map(|w| WebhookRowView::of(w, None)).collect();
-            Json(WebhooksResponse { success: true, message: "Webhooks retrieved", webhooks }).into_response()
+            WebhookListing::All(WebhooksResponse { success: true, message: "Webhooks retrieved", webhooks })
         }
-    })
+    }))
 }
 
 /// Configures the instance's WebSocket stream; `{"enabled": false}` clears its events and refuses
@@ -123,6 +123,7 @@ pub struct DeliveriesQuery {
     /// Only this webhook's deliveries.
     label: Option<String>,
     /// `pending`, `failed`, `delivered` or `dead`.
+    #[param(pattern = "^(pending|failed|delivered|dead)$")]
     status: Option<String>,
 }
 
@@ -141,7 +142,7 @@ pub async fn list_deliveries(
     State(app): State<AppState>,
     Authenticated(caller): Authenticated,
     InstancePath(name): InstancePath,
-    Query(query): Query<DeliveriesQuery>,
+    ApiQuery(query): ApiQuery<DeliveriesQuery>,
 ) -> Result<Json<DeliveriesResponse>, ApiError> {
     let records =
         app.services.instances.deliveries(&caller, &name, query.label, query.status.as_deref()).await?;

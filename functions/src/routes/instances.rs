@@ -1,16 +1,16 @@
 //! Create, list and delete instances.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use ryze_core::domain::InstanceState;
+use ryze_core::domain::{InstanceState, IntegrationStatus};
 use ryze_core::service::CreateInstance;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{ApiJson, Authenticated, InstancePath};
+use crate::extract::{ApiJson, ApiQuery, Authenticated, InstancePath};
 use crate::views::{
     CreatedInstanceView, CreatedResponse, InstanceStatusResponse, IntegrationsReport, ListResponse,
     StatusOnly, timestamp,
@@ -23,7 +23,7 @@ use crate::views::{
     responses(
         (status = 201, description = "Instance created", body = CreatedResponse),
         (status = 400, description = "Invalid request body, unknown or invalid field, invalid name", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token, or not an account token", body = ErrorBody),
+        (status = 401, description = "Missing token in header, Invalid token, or Invalid account token (an instance token)", body = ErrorBody),
         (status = 403, description = "Account instance quota exceeded", body = ErrorBody),
         (status = 409, description = "Instance already exists", body = ErrorBody),
         (status = 429, description = "Rate limit exceeded (20 creates per minute)", body = ErrorBody)))]
@@ -45,6 +45,10 @@ pub async fn create_instance(
     };
     let mut integrations = IntegrationsReport::of(instance);
     integrations.webhook.signing_secret = created.signing_secret.clone();
+    if let Some(error) = &created.webhook_error {
+        integrations.webhook.status = IntegrationStatus::Error;
+        integrations.webhook.error = Some(error.clone());
+    }
     Ok((
         StatusCode::CREATED,
         Json(CreatedResponse { success: true, message: "Instance created", instance: view, integrations }),
@@ -66,15 +70,15 @@ pub struct ListQuery {
     security(("token" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "The instances", body = ListResponse),
+        (status = 400, description = "Invalid field: instanceName (given more than once)", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 404, description = "The one instance named does not exist", body = ErrorBody),
         (status = 429, description = "Rate limit exceeded", body = ErrorBody)))]
 pub async fn list_instances(
     State(app): State<AppState>,
     Authenticated(caller): Authenticated,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<axum::response::Response, ApiError> {
-    let Query(query) = query.map_err(|_| ApiError::from(ryze_core::Error::invalid("instanceName")))?;
     let instances = app.services.instances.list(&caller, query.instance_name.as_deref()).await?;
     app.list_renderer.render(&app.services.instances, &instances)
 }
@@ -85,7 +89,7 @@ pub async fn list_instances(
     security(("token" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "Instance deleted", body = InstanceStatusResponse),
-        (status = 401, description = "Missing or invalid token, or not an account token", body = ErrorBody),
+        (status = 401, description = "Missing token in header, Invalid token, or Invalid account token (an instance token)", body = ErrorBody),
         (status = 404, description = "Instance not found", body = ErrorBody)))]
 pub async fn delete_instance(
     State(app): State<AppState>,

@@ -141,7 +141,7 @@ async fn s3_is_set_shown_without_secret_and_deleted() {
         .await;
     assert_eq!(set.status, StatusCode::OK, "{}", set.text);
     let expected = json!({"enabled": true, "region": "sa-east-1", "bucket": "media", "accessKey": "AKIA1",
-        "secretKey": null, "endpoint": null, "pathPrefix": "in"});
+        "secretKey": null, "endpoint": null, "pathPrefix": "in/"});
     assert_eq!(set.json, json!({"success": true, "message": "S3 configuration updated", "s3": expected}));
     assert_eq!(app.get("/api/instance/getS3/b", &token).await.json["s3"], expected);
 

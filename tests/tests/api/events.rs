@@ -385,3 +385,65 @@ async fn loopback_receivers_are_refused_unless_the_deployment_allows_them() {
     assert!(error.contains("refused target 127.0.0.1") && error.contains("loopback"), "{error}");
     assert!(receiver.received().is_empty());
 }
+
+#[tokio::test]
+async fn the_operator_redrives_dead_deliveries_by_instance() {
+    let (app, account, token) = app_with_instance().await;
+    let receiver = Receiver::start().await;
+    receiver.answer(StatusCode::INTERNAL_SERVER_ERROR);
+    configure(&app, &token, json!({"enabled": true, "url": receiver.url()})).await;
+    let id = instance_id(&app, &account).await;
+    let _dispatching = app.dispatch("0");
+    let event_id = publish(&app, &id, StateChange::Connecting).await;
+    logged(&app, &token, "?status=dead", |entries| entries.len() == 1).await;
+
+    let now = chrono::Utc::now();
+    assert_eq!(ryze_core::service::redrive(&app.ports, Some("someone-else"), now).await.unwrap(), 0);
+    receiver.answer(StatusCode::OK);
+    // The letter another instance's redrive left behind is still there for this one.
+    assert_eq!(ryze_core::service::redrive(&app.ports, Some("ev"), now).await.unwrap(), 1);
+    let log =
+        logged(&app, &token, "", |entries| entries.first().is_some_and(|e| e["status"] == "delivered")).await;
+    assert_eq!(log["deliveries"][0]["id"], event_id.as_str());
+    assert_eq!(log["deliveries"][0]["attempts"], 1, "the schedule started over");
+    assert_eq!(ryze_core::service::redrive(&app.ports, None, now).await.unwrap(), 0, "nothing left");
+}
+
+#[tokio::test]
+async fn create_and_configure_say_when_a_webhook_url_is_refused_but_store_it() {
+    let app = TestApp::refusing_private_targets(crate::BACKEND).await;
+    let account = app.account().await;
+    let created = app
+        .post(
+            "/api/instance/new",
+            &account.token,
+            json!({"name": "ev", "webhookEnabled": true,
+            "webhookURL": "http://127.0.0.1:9/hooks", "websocketEnabled": true}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let webhook = &created.json["integrations"]["webhook"];
+    assert_eq!(webhook["status"], "error");
+    assert!(webhook["error"].as_str().unwrap().contains("loopback"), "{webhook}");
+    assert_eq!(created.json["integrations"]["websocket"]["status"], "ok");
+    let token = created.json["instance"]["token"].as_str().unwrap().to_owned();
+    let stored = app.get("/api/events/getWebhook/ev?label=default", &token).await;
+    assert_eq!(stored.json["webhook"]["url"], "http://127.0.0.1:9/hooks", "stored all the same");
+
+    let refused = configure(
+        &app,
+        &token,
+        json!({"label": "meta", "enabled": true, "url": "http://169.254.169.254/latest"}),
+    )
+    .await;
+    assert_eq!(refused["webhook"]["status"], "error");
+    assert!(refused["webhook"]["error"].as_str().unwrap().contains("link-local"), "{refused}");
+    let off = configure(&app, &token, json!({"label": "meta", "enabled": false})).await;
+    assert_eq!(off["webhook"]["status"], "disabled");
+
+    let allowed = TestApp::on(crate::BACKEND).await;
+    let account = allowed.account().await;
+    let token = allowed.create(&account.token, json!({"name": "ev"})).await;
+    let ok = configure(&allowed, &token, json!({"enabled": true, "url": "http://127.0.0.1:9/hooks"})).await;
+    assert_eq!((ok["webhook"]["status"].clone(), ok["webhook"].get("error")), (json!("ok"), None));
+}

@@ -49,7 +49,7 @@ async fn create_stores_every_inline_field() {
             "name": "full", "token": "client-chosen-token-1",
             "proxyEnabled": true, "proxyHost": "proxy.local", "proxyPort": "1080", "proxyProtocol": "socks5",
             "proxyUsername": "u", "proxyPassword": "proxy-pass",
-            "webhookEnabled": true, "webhookURL": "https://hooks.example/ryze", "webhookAuthorization": "Bearer w",
+            "webhookEnabled": true, "webhookURL": "http://127.0.0.1:9/ryze", "webhookAuthorization": "Bearer w",
             "webhookByEvents": true, "webhookEvents": ["instance.state", "message.exchange"], "webhookMediaBase64": true,
             "websocketEnabled": true, "websocketEvents": ["instance.state"], "websocketMediaBase64": false,
             "chatwootEnabled": true, "chatwootBaseUrl": chatwoot.base_url(), "chatwootAccountId": 7,
@@ -76,7 +76,7 @@ async fn create_stores_every_inline_field() {
     );
     assert_eq!(
         item["webhook"],
-        json!({"enabled": true, "url": "https://hooks.example/ryze", "byEvents": true,
+        json!({"enabled": true, "url": "http://127.0.0.1:9/ryze", "byEvents": true,
         "events": ["instance.state", "message.exchange"], "mediaBase64": true})
     );
     assert_eq!(
@@ -97,7 +97,7 @@ async fn create_stores_every_inline_field() {
     assert_eq!(
         item["s3"],
         json!({"enabled": true, "region": "eu-west-1", "bucket": "media", "accessKey": "AKIA",
-        "secretKey": null, "endpoint": "https://s3.example", "pathPrefix": "ryze"})
+        "secretKey": null, "endpoint": "https://s3.example", "pathPrefix": "/ryze/"})
     );
     // The chosen token is the instance's token.
     assert_eq!(app.get("/api/instance/getProxy/full", "client-chosen-token-1").await.status, StatusCode::OK);
@@ -124,17 +124,14 @@ async fn create_refuses_invalid_bodies_and_leaves_nothing_behind() {
         ),
         (
             json!({"name": "a", "webhookEnabled": true, "webhookURL": "not a url"}),
-            "Invalid field: webhookURL (not a URL)",
+            "Invalid field: webhookURL (must be an http or https URL)",
         ),
         (json!({"name": "a", "webhookEvents": ["nope"]}), "Invalid field: webhookEvents"),
         (
             json!({"name": "a", "chatwootEnabled": true, "chatwootBaseUrl": "https://c.example", "chatwootApiToken": "t"}),
             "Missing field: chatwootAccountId",
         ),
-        (
-            json!({"name": "a", "chatwootAccountId": "seven"}),
-            "Invalid field: chatwootAccountId (expected i64)",
-        ),
+        (json!({"name": "a", "chatwootAccountId": "seven"}), "Invalid field: chatwootAccountId"),
         (
             json!({"name": "a", "s3Enabled": true, "s3Bucket": "b", "s3AccessKey": "k"}),
             "Missing field: s3SecretKey",
@@ -384,4 +381,107 @@ async fn instances_survive_a_restart() {
         restarted.get("/api/instance/getSettings/durable", &token).await.json["settings"]["keepOnlineStatus"],
         true
     );
+}
+
+#[tokio::test]
+async fn create_validates_every_field_sent_even_for_an_integration_left_disabled() {
+    let app = TestApp::on(crate::BACKEND).await;
+    let account = app.account().await;
+    let cases = [
+        (json!({"name": "a", "proxyProtocol": "ftp"}), "Invalid field: proxyProtocol"),
+        (json!({"name": "a", "proxyEnabled": false, "proxyPort": "70000"}), "Invalid field: proxyPort"),
+        (json!({"name": "a", "proxyHost": "bad host"}), "Invalid field: proxyHost"),
+        (json!({"name": "a", "s3Endpoint": "ftp://files.example"}), "Invalid field: s3Endpoint"),
+        (json!({"name": "a", "s3Enabled": false, "s3Region": "a\u{7}b"}), "Invalid field: s3Region"),
+        (json!({"name": "a", "chatwootBaseUrl": "chat.example"}), "Invalid field: chatwootBaseUrl"),
+        (json!({"name": "a", "chatwootAccountId": 0}), "Invalid field: chatwootAccountId"),
+        (
+            json!({"name": "a", "chatwootEnabled": false, "chatwootAccountId": -4}),
+            "Invalid field: chatwootAccountId",
+        ),
+        (json!({"name": "a", "webhookURL": "mailto:x@example.com"}), "Invalid field: webhookURL"),
+        (json!({"name": "a", "proxyPort": 1080.5}), "Invalid field: proxyPort"),
+    ];
+    for (body, message) in cases {
+        let response = app.post("/api/instance/new", &account.token, body.clone()).await;
+        assert_eq!(response.status, StatusCode::BAD_REQUEST, "{body}: {}", response.text);
+        let actual = response.error_message();
+        assert!(actual.starts_with(message), "{body}: expected {message:?}, got {actual:?}");
+    }
+    // Valid values of a disabled integration are accepted, and not stored: nothing is configured.
+    let body = json!({"name": "quiet", "proxyHost": "p.local", "proxyPort": 3128, "proxyProtocol": "http",
+        "s3Bucket": "media", "chatwootBaseUrl": "https://chat.example", "chatwootAccountId": 3});
+    app.create(&account.token, body).await;
+    let item = &app.get("/api/instance/list?instanceName=quiet", &account.token).await.json["instances"][0];
+    assert_eq!(item["proxy"]["enabled"], false);
+    assert_eq!(item["s3"]["enabled"], false);
+    assert_eq!(item["chatwoot"]["enabled"], false);
+}
+
+#[tokio::test]
+async fn names_are_taken_as_sent() {
+    let app = TestApp::on(crate::BACKEND).await;
+    let account = app.account().await;
+    for name in ["  abc\t", " abc", "abc ", "   ", "\t"] {
+        let response = app.post("/api/instance/new", &account.token, json!({ "name": name })).await;
+        assert_eq!(response.status, StatusCode::BAD_REQUEST, "{name:?}");
+        assert_eq!(response.error_message(), "Invalid instance name", "{name:?}");
+    }
+    for body in [json!({}), json!({"name": ""}), json!({"name": null})] {
+        let response = app.post("/api/instance/new", &account.token, body.clone()).await;
+        assert_eq!(response.error_message(), "Instance name is required", "{body}");
+    }
+    assert_eq!(app.get("/api/instance/list", &account.token).await.json["meta"]["total"], 0);
+}
+
+#[tokio::test]
+async fn configuration_reads_back_as_it_was_sent() {
+    let app = TestApp::on(crate::BACKEND).await;
+    let account = app.account().await;
+    let token = app
+        .create(
+            &account.token,
+            json!({"name": "asis", "s3Enabled": true, "s3Bucket": "media",
+            "s3AccessKey": "AK", "s3SecretKey": "secret", "s3PathPrefix": "media/x/",
+            "proxyEnabled": true, "proxyHost": "p.local", "proxyPort": "1080", "proxyProtocol": "socks5",
+            "proxyUsername": " user "}),
+        )
+        .await;
+    let s3 = app.get("/api/instance/getS3/asis", &token).await;
+    assert_eq!(s3.json["s3"]["pathPrefix"], "media/x/");
+    let proxy = app.get("/api/instance/getProxy/asis", &token).await;
+    assert_eq!(proxy.json["proxy"]["username"], " user ");
+    let body =
+        json!({"enabled": true, "bucket": "b", "accessKey": "AK", "secretKey": "s", "pathPrefix": "/in/"});
+    assert_eq!(app.post("/api/instance/s3/asis", &token, body).await.json["s3"]["pathPrefix"], "/in/");
+    assert_eq!(app.get("/api/instance/getS3/asis", &token).await.json["s3"]["pathPrefix"], "/in/");
+    // The contract's spelling only: `SOCKS5` could not read back as sent.
+    let shouted = json!({"enabled": true, "host": "p", "port": "1080", "protocol": "SOCKS5"});
+    let refused = app.post("/api/instance/proxy/asis", &token, shouted).await;
+    assert!(refused.error_message().starts_with("Invalid field: protocol"), "{}", refused.text);
+}
+
+#[tokio::test]
+async fn list_items_carry_status_as_their_connection_state() {
+    let app = TestApp::on(crate::BACKEND).await;
+    let account = app.account().await;
+    app.create(&account.token, json!({"name": "st"})).await;
+    let before = app.get("/api/instance/list", &account.token).await;
+    let item = &before.json["instances"][0];
+    assert_eq!(
+        (&item["status"], &item["connection"]["state"]),
+        (&json!("disconnected"), &json!("disconnected"))
+    );
+
+    // A state change reaches the item even though its fragment was cached by the list above.
+    let id = ryze_core::domain::InstanceId::from_stored(item["id"].as_str().unwrap());
+    let connection = ryze_core::domain::Connection {
+        state: ryze_core::domain::InstanceState::Connected,
+        ..Default::default()
+    };
+    let change = ryze_core::domain::InstanceChange::Session { connection, profile: Default::default() };
+    app.ports.registry.update_instance(&id, change, chrono::Utc::now()).await.unwrap();
+    let after = app.get("/api/instance/list", &account.token).await;
+    let item = &after.json["instances"][0];
+    assert_eq!((&item["status"], &item["connection"]["state"]), (&json!("connected"), &json!("connected")));
 }

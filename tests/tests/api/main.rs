@@ -15,3 +15,4 @@ mod parsing;
 mod rate_limits;
 mod secrets;
 mod service;
+mod websocket;

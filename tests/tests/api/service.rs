@@ -41,7 +41,7 @@ async fn the_openapi_document_describes_every_route() {
     let schemes = &document["components"]["securitySchemes"];
     assert_eq!(schemes["token"]["in"], "header");
     assert_eq!(schemes["bearer"]["scheme"], "bearer");
-    let create = &document["components"]["schemas"]["CreateInstance"]["properties"];
+    let create = &document["components"]["schemas"]["CreateInstance"]["allOf"][0]["properties"];
     assert!(create.get("webhookURL").is_some() && create.get("s3PathPrefix").is_some());
     assert_eq!(
         *document,
@@ -83,4 +83,60 @@ async fn the_docs_page_and_its_assets_are_served_by_the_binary() {
     let missing = app.request(Method::GET, "/docs/swagger-ui-bundle.js.map", None, None).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     assert_eq!(missing.error_message(), "Route not found");
+}
+
+/// Everything a subscriber at TRACE writes, spans opened and closed included.
+#[derive(Clone, Default)]
+struct CapturedLog(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn no_log_line_carries_a_token() {
+    use tracing_subscriber::fmt::format::FmtSpan;
+    let app = TestApp::on(crate::BACKEND).await;
+    let account = app.account().await;
+    let instance_token = app.create(&account.token, serde_json::json!({"name": "quiet"})).await;
+    let log = CapturedLog::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_span_events(FmtSpan::FULL)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let secrets = ["SECRET-never-logged", account.token.as_str(), instance_token.as_str()];
+    {
+        let _guard = tracing::subscriber::set_default(subscriber);
+        for secret in secrets {
+            for path in [
+                format!("/api/instance/list?token={secret}"),
+                format!("/api/instance/getSettings/quiet?token={secret}&x=1"),
+                format!("/api/instance/connect/quiet?token={secret}"),
+                format!("/nope?token={secret}"),
+            ] {
+                let request = axum::http::Request::builder()
+                    .uri(&path)
+                    .header("token", secret)
+                    .header("authorization", format!("Bearer {secret}"))
+                    .body(axum::body::Body::empty())
+                    .unwrap();
+                let _ = tower::ServiceExt::oneshot(app.router.clone(), request).await.unwrap();
+            }
+        }
+    }
+    let captured = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    assert!(captured.contains("/api/instance/list"), "the requests were not traced: {captured}");
+    for secret in secrets {
+        assert!(!captured.contains(secret), "{secret} was logged:\n{captured}");
+    }
 }

@@ -38,3 +38,6 @@ mod secrets;
 
 #[path = "../api/service.rs"]
 mod service;
+
+#[path = "../api/websocket.rs"]
+mod websocket;

@@ -149,6 +149,70 @@ async fn a_pairing_code_login_end_to_end() {
     system.stop().await;
 }
 
+/// What a customer sees of a QR login: its webhook and one WebSocket per token kind get `qr_ready`
+/// (with the QR the connect call answered) and then `connected`, signed and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_qr_login_streams_to_websockets_and_the_webhook() {
+    use ryze_tests::receiver::Receiver;
+    use ryze_tests::sockets::{connect, next_frame};
+    let fake = FakeWhatsApp::start().await;
+    let system = TestSystem::start(BACKEND, &fake, defaults).await;
+    let app = &system.app;
+    let account = account(app).await;
+    let receiver = Receiver::start().await;
+    let created = app
+        .post(
+            "/api/instance/new",
+            &account.token,
+            json!({"name": "live", "websocketEnabled": true,
+            "webhookEnabled": true, "webhookURL": receiver.url(), "webhookEvents": ["instance.state"]}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let token = created.json["instance"]["token"].as_str().expect("token").to_owned();
+    let secret =
+        created.json["integrations"]["webhook"]["signingSecret"].as_str().expect("secret").to_owned();
+    let address = app.listen().await;
+    let _dispatching = app.dispatch("0,1,1");
+    let mut by_instance_token = connect(address, &format!("/ws/live?token={token}")).await.expect("upgrade");
+    let mut by_account_token =
+        connect(address, &format!("/ws?instance=live&token={}", account.token)).await.expect("upgrade");
+    let list = app.get("/api/instance/list?instanceName=live", &token).await;
+    let id =
+        ryze_core::domain::InstanceId::from_stored(list.json["instances"][0]["id"].as_str().expect("id"));
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while app.live.open_sockets(&id) < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "the sockets never subscribed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let qr = link_by_qr(&system, &fake, &account.token, "live", PHONE).await;
+    for socket in [&mut by_instance_token, &mut by_account_token] {
+        let mut states = Vec::new();
+        while states.last().map(String::as_str) != Some("connected") {
+            let frame = next_frame(socket).await;
+            assert_eq!(frame["instanceData"]["instance"], "live");
+            let state = frame["data"]["state"].as_str().expect("state").to_owned();
+            if state == "qr_ready" && !states.contains(&state) {
+                assert_eq!(frame["data"]["qrCode"], qr.as_str(), "the QR the connect call answered");
+            }
+            if state == "connected" {
+                assert_eq!(frame["data"]["numberJid"], format!("{PHONE}@s.whatsapp.net"));
+            }
+            states.push(state);
+        }
+        states.dedup();
+        assert_eq!(states, ["connecting", "qr_ready", "connected"]);
+    }
+    let got =
+        receiver.wait_until(DEADLINE, |r| r.iter().any(|d| d.json()["data"]["state"] == "connected")).await;
+    let verifier = standardwebhooks::Webhook::new(&secret).expect("secret");
+    for delivery in &got {
+        verifier.verify(&delivery.body, &delivery.headers).expect("signed");
+    }
+    system.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_then_reconnect_needs_no_qr() {
     let fake = FakeWhatsApp::start().await;

@@ -12,6 +12,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Utc;
 
 use super::items::{self, Item, n, s};
+use super::registry::is_condition_failure;
 use super::sdk_error;
 use crate::domain::{DeliveryFilter, DeliveryKey, DeliveryRecord, InstanceId};
 use crate::ports::DeliveryLog;
@@ -46,6 +47,29 @@ impl DynamoDeliveryLog {
         ))
     }
 
+    /// Writes the record if `condition` holds (`:expected` bound to `expected`); `false` if not.
+    async fn put_if(
+        &self,
+        record: &DeliveryRecord,
+        condition: &str,
+        expected: Option<AttributeValue>,
+    ) -> Result<bool> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&*self.table)
+            .set_item(Some(Self::item(record)?))
+            .condition_expression(condition)
+            .set_expression_attribute_values(expected.map(|value| [(":expected".to_owned(), value)].into()))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(true),
+            Err(error) if is_condition_failure(&error) => Ok(false),
+            Err(error) => Err(sdk_error(error)),
+        }
+    }
+
     async fn query_all(&self, pk: String, newest_first: bool, floor: Option<String>) -> Result<Vec<Item>> {
         let mut found = Vec::new();
         let mut start = None;
@@ -78,29 +102,10 @@ fn sort_key(millis: i64, event_id: &str, label: &str) -> String {
     format!("{millis:015}#{event_id}#{label}")
 }
 
-fn is_condition_failure<E, R>(error: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
-where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
-{
-    error.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
-}
-
 #[async_trait]
 impl DeliveryLog for DynamoDeliveryLog {
     async fn insert(&self, record: &DeliveryRecord) -> Result<bool> {
-        let put = self
-            .client
-            .put_item()
-            .table_name(&*self.table)
-            .set_item(Some(Self::item(record)?))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match put {
-            Ok(_) => Ok(true),
-            Err(error) if is_condition_failure(&error) => Ok(false),
-            Err(error) => Err(sdk_error(error)),
-        }
+        self.put_if(record, "attribute_not_exists(pk)", None).await
     }
 
     async fn get(&self, key: &DeliveryKey) -> Result<Option<DeliveryRecord>> {
@@ -117,20 +122,7 @@ impl DeliveryLog for DynamoDeliveryLog {
     }
 
     async fn update(&self, record: &DeliveryRecord, expected: u64) -> Result<bool> {
-        let put = self
-            .client
-            .put_item()
-            .table_name(&*self.table)
-            .set_item(Some(Self::item(record)?))
-            .condition_expression("rev = :expected")
-            .expression_attribute_values(":expected", n(expected))
-            .send()
-            .await;
-        match put {
-            Ok(_) => Ok(true),
-            Err(error) if is_condition_failure(&error) => Ok(false),
-            Err(error) => Err(sdk_error(error)),
-        }
+        self.put_if(record, "rev = :expected", Some(n(expected))).await
     }
 
     async fn list(

@@ -123,7 +123,7 @@ async fn back_off(attempt: u32) {
     tokio::time::sleep(Duration::from_millis(5 << attempt.min(6))).await;
 }
 
-fn is_condition_failure<E, R>(error: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
+pub(super) fn is_condition_failure<E, R>(error: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
 {

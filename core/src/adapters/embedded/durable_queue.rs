@@ -3,8 +3,9 @@
 //!
 //! A message stays in `messages` until it is acknowledged. Receiving hides it for a visibility
 //! timeout and gives it a fresh receipt; a consumer that dies leaves it to come back once that timeout
-//! is over, and a restart (one serving process per data directory, so nothing is in flight at open)
-//! makes every hidden message visible at once. Delays are a `visible_at` in the future, of any
+//! is over. The first process to open the file holds `events.lock` for its lifetime and, since
+//! nothing can be in flight before it, makes every hidden message visible at once; a process that
+//! opens the file beside it (an operator command while `ryze serve` runs) changes nothing at open. Delays are a `visible_at` in the future, of any
 //! length. A grouped message is received only while no earlier message of its group is still in
 //! the table, which is SQS FIFO's rule: one in flight per group, in the order sent.
 //!
@@ -33,8 +34,9 @@ const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS messages (
         id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, grp TEXT, body TEXT NOT NULL,
         visible_at INTEGER NOT NULL, receipt TEXT, receives INTEGER NOT NULL DEFAULT 0);
-    CREATE INDEX IF NOT EXISTS messages_due ON messages (queue, visible_at, id);
+    CREATE INDEX IF NOT EXISTS messages_ungrouped ON messages (queue, visible_at, id) WHERE grp IS NULL;
     CREATE INDEX IF NOT EXISTS messages_groups ON messages (queue, grp, id);
+    CREATE INDEX IF NOT EXISTS messages_receipts ON messages (receipt);
     CREATE TABLE IF NOT EXISTS deliveries (
         instance_id TEXT NOT NULL, event_id TEXT NOT NULL, label TEXT NOT NULL,
         created_at INTEGER NOT NULL, doc TEXT NOT NULL,
@@ -79,24 +81,37 @@ pub struct EventsDb {
     connection: Arc<Mutex<Connection>>,
     /// Woken on every send, so that a waiting receive looks again.
     arrived: Arc<Notify>,
+    /// Held by the process that recovered the file at open, for as long as it uses it.
+    _owner: Option<Arc<std::fs::File>>,
 }
 
 impl EventsDb {
     pub fn open(path: &Path) -> Result<Self> {
+        let lock = std::fs::File::create(path.with_extension("lock")).map_err(storage)?;
+        let owner = lock.try_lock().is_ok().then(|| Arc::new(lock));
         let connection = Connection::open(path).map_err(storage)?;
         connection.busy_timeout(Duration::from_secs(10)).map_err(storage)?;
         connection
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+            // Checkpoints are the only fsyncs in this mode: fewer, larger ones.
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 8000;",
+            )
             .map_err(storage)?;
         connection.execute_batch(SCHEMA).map_err(storage)?;
-        // Nothing is in flight when the only process that may use this file starts.
-        connection
-            .execute("UPDATE messages SET visible_at = 0, receipt = NULL WHERE receipt IS NOT NULL", [])
-            .map_err(storage)?;
-        let cutoff = (Utc::now() - RETENTION).timestamp_millis();
-        connection.execute("DELETE FROM deliveries WHERE created_at < ?1", [cutoff]).map_err(storage)?;
-        connection.execute(RESCHEDULE_ORPHANS, [DELIVERY_QUEUE]).map_err(storage)?;
-        Ok(Self { connection: Arc::new(Mutex::new(connection)), arrived: Arc::new(Notify::new()) })
+        if owner.is_some() {
+            // Nothing is in flight when the first process to use this file starts.
+            connection
+                .execute("UPDATE messages SET visible_at = 0, receipt = NULL WHERE receipt IS NOT NULL", [])
+                .map_err(storage)?;
+            let cutoff = (Utc::now() - RETENTION).timestamp_millis();
+            connection.execute("DELETE FROM deliveries WHERE created_at < ?1", [cutoff]).map_err(storage)?;
+            connection.execute(RESCHEDULE_ORPHANS, [DELIVERY_QUEUE]).map_err(storage)?;
+        }
+        Ok(Self {
+            connection: Arc::new(Mutex::new(connection)),
+            arrived: Arc::new(Notify::new()),
+            _owner: owner,
+        })
     }
 
     /// A queue named `name` in this file.
@@ -138,18 +153,31 @@ impl<M: DeserializeOwned> DurableQueue<M> {
         let rows = self.db.with(|connection| {
             let transaction = connection.transaction()?;
             let rows = {
-                let mut due = transaction.prepare_cached(
-                    "SELECT id, body FROM messages m
-                     WHERE queue = ?1 AND visible_at <= ?2
-                       AND (grp IS NULL OR NOT EXISTS (
-                            SELECT 1 FROM messages o WHERE o.queue = m.queue AND o.grp = m.grp AND o.id < m.id))
-                     ORDER BY visible_at, id LIMIT ?3",
+                // A group's head is its oldest message still in the table (in flight or not): only
+                // a due head is taken. Ungrouped messages are taken by due time.
+                let mut heads = transaction.prepare_cached(
+                    "SELECT m.id, m.body FROM messages m
+                     JOIN (SELECT MIN(id) AS id FROM messages WHERE queue = ?1 AND grp IS NOT NULL GROUP BY grp) h
+                       ON m.id = h.id
+                     WHERE m.visible_at <= ?2 ORDER BY m.id LIMIT ?3",
                 )?;
-                let rows = due
+                let mut rows = heads
                     .query_map(params![self.name, now, max as i64], |row| {
                         Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
                     })?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
+                let mut ungrouped = transaction.prepare_cached(
+                    "SELECT id, body FROM messages
+                     WHERE queue = ?1 AND grp IS NULL AND visible_at <= ?2 ORDER BY visible_at, id LIMIT ?3",
+                )?;
+                let room = max.saturating_sub(rows.len()) as i64;
+                rows.extend(
+                    ungrouped
+                        .query_map(params![self.name, now, room], |row| {
+                            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+                        })?
+                        .collect::<rusqlite::Result<Vec<_>>>()?,
+                );
                 let mut hide = transaction.prepare_cached(
                     "UPDATE messages SET visible_at = ?2, receipt = ?3, receives = receives + 1 WHERE id = ?1",
                 )?;
@@ -179,13 +207,23 @@ impl<M: DeserializeOwned> DurableQueue<M> {
         Ok(deliveries)
     }
 
-    /// When the next hidden or delayed message becomes due, if any.
+    /// When the next message that time alone makes takeable falls due: an ungrouped one, or a
+    /// group's head. (A message behind its group's head waits for an acknowledgement, which wakes
+    /// receivers by itself.)
     fn next_due(&self) -> Result<Option<i64>> {
+        let now = now_millis();
         self.db.with(|connection| {
             connection
-                .query_row("SELECT MIN(visible_at) FROM messages WHERE queue = ?1", [self.name], |row| {
-                    row.get(0)
-                })
+                .prepare_cached(
+                    "SELECT MIN(v) FROM (
+                        SELECT MIN(visible_at) AS v FROM messages WHERE queue = ?1 AND grp IS NULL AND visible_at > ?2
+                        UNION ALL
+                        SELECT m.visible_at FROM messages m
+                        JOIN (SELECT MIN(id) AS id FROM messages WHERE queue = ?1 AND grp IS NOT NULL GROUP BY grp) h
+                          ON m.id = h.id
+                        WHERE m.visible_at > ?2)",
+                )?
+                .query_row(params![self.name, now], |row| row.get(0))
                 .optional()
                 .map(Option::flatten)
         })
@@ -424,6 +462,18 @@ mod tests {
         let queue = EventsDb::open(&path).unwrap().queue::<u32>("q");
         let again = queue.receive(10, Duration::ZERO).await.unwrap();
         assert_eq!(again.iter().map(|d| d.message).collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_second_opener_beside_the_first_leaves_messages_in_flight_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.db");
+        let owner = EventsDb::open(&path).unwrap();
+        let queue = owner.queue::<u32>("q");
+        queue.send(&1).await.unwrap();
+        assert_eq!(queue.receive(1, Duration::ZERO).await.unwrap().len(), 1);
+        let beside = EventsDb::open(&path).unwrap().queue::<u32>("q");
+        assert!(beside.receive(1, Duration::ZERO).await.unwrap().is_empty(), "still in flight");
     }
 
     #[tokio::test]

@@ -97,6 +97,7 @@ fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
 impl FileRegistry {
     /// Opens the database at `path`, creating it and its schema if needed.
     pub fn open(path: &Path) -> Result<Self> {
+        super::restrict_database(path)?;
         let connection = Self::connect(path)?;
         connection.execute_batch(SCHEMA).map_err(storage)?;
         let mut index = InstanceIndex::default();
