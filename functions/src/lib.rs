@@ -104,13 +104,15 @@ pub fn router(state: AppState) -> Router {
     );
     let authenticated =
         authenticated.route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
-    Router::new()
-        .merge(authenticated)
+    let router = Router::new().merge(authenticated);
+    #[cfg(feature = "websocket")]
+    let router = router
+        .route("/ws", get(live::socket::socket_by_query))
+        .route("/ws/{instance}", get(live::socket::socket_by_path));
+    router
         .merge(public)
         .route("/openapi.json", get(move || std::future::ready(document.clone())))
         .merge(docs::routes())
-        .route("/ws", get(live::socket_by_query))
-        .route("/ws/{instance}", get(live::socket_by_path))
         .fallback(routes::route_not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(middleware::from_fn(log_failures))
