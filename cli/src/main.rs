@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use ryze_core::adapters::{aws, embedded};
-use ryze_core::clock::SystemClock;
+use ryze_core::clock::{Clock, SystemClock};
 use ryze_core::domain::{AccountId, AccountLimits, RetrySchedule};
 use ryze_core::outbound::{OutboundClient, TargetPolicy};
 use ryze_core::ports::Ports;
@@ -218,7 +218,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Account { command } => account(command).await,
         Command::Events { command: EventsCommand::Redrive { instance, data } } => {
             let (ports, _keys) = open_store(&data).await?;
-            let count = ryze_core::service::redrive(&ports, instance.as_deref(), chrono_now()).await?;
+            let count = ryze_core::service::redrive(&ports, instance.as_deref(), SystemClock.now()).await?;
             println!("{}", serde_json::json!({ "redriven": count }));
             Ok(())
         }
@@ -236,10 +236,6 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-fn chrono_now() -> chrono::DateTime<chrono::Utc> {
-    ryze_core::clock::Clock::now(&SystemClock)
 }
 
 /// The backend's ports and the deployment's keys.

@@ -67,16 +67,8 @@ def invoke_raw(function, data):
 
 
 def invoke(function, data):
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(data, f)
-    out = subprocess.run(
-        ["cargo", "lambda", "invoke", function, "--invoke-address", "127.0.0.1", "--invoke-port", PORT, "--data-file", f.name],
-        capture_output=True, text=True, timeout=600, check=False,
-    )
-    os.unlink(f.name)
-    if out.returncode != 0:
-        raise AssertionError(f"cargo lambda invoke {function} failed: {out.stderr[-2000:]}")
-    response = json.loads(out.stdout.strip().splitlines()[-1])
+    """An API Gateway invocation: the answer's status and JSON body."""
+    response = invoke_raw(function, data)
     return response["statusCode"], json.loads(response["body"])
 
 
