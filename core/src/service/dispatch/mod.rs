@@ -98,7 +98,6 @@ enum Outcome {
 }
 
 impl Dispatcher {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         ports: &crate::ports::Ports,
         keys: Arc<Keyring>,
