@@ -20,6 +20,7 @@ use whatsapp_rust::waproto::whatsapp::{ClientPayload, DeviceProps};
 
 use super::calls;
 use super::key_share::key_share_message;
+use super::liveness;
 use super::messages;
 use super::noise::{LinkError, NodeChannel, public_bytes};
 use super::phone::{self, CodeEntry};
@@ -65,6 +66,10 @@ pub(crate) enum Command {
     End(Node),
     /// Close the TCP connection without a word.
     Drop,
+    /// Go silent until thawed (see [`super::FakeWhatsApp::freeze`]); `done` fires once silent.
+    Freeze { done: oneshot::Sender<()> },
+    /// End a freeze; `done` fires once the connection serves again (at once if not frozen).
+    Thaw { done: oneshot::Sender<()> },
 }
 
 /// How long a client may take from TCP accept to a completed Noise handshake (the client's own
@@ -119,11 +124,12 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream) {
 /// Drops everything the server knows about a connection: its command inbox, its QR refs and code
 /// requests, and the login it carried. Done before a server-side close, so a test that sees the
 /// client disconnect never sees the old login still live.
-fn forget(shared: &Shared, id: ConnId) {
+pub(super) fn forget(shared: &Shared, id: ConnId) {
     let mut state = shared.lock();
     state.connections.remove(&id);
     state.qr_refs.retain(|_, conn| *conn != id);
     state.code_requests.retain(|_, request| request.conn != id);
+    state.liveness.forget(id);
     for account in state.accounts.values_mut() {
         if account.live.as_ref().is_some_and(|live| live.conn == id) {
             account.live = None;
@@ -133,7 +139,7 @@ fn forget(shared: &Shared, id: ConnId) {
     shared.changed();
 }
 
-enum Ending {
+pub(super) enum Ending {
     /// Close with a WebSocket close frame, as after a stream error.
     Close,
     /// Drop the TCP connection.
@@ -180,7 +186,8 @@ struct Connection {
     restart_at: Option<Instant>,
 }
 
-type Step = Result<Option<Ending>, LinkError>;
+/// What handling one node or command leaves to do: carry on (`None`) or end the connection.
+pub(super) type Step = Result<Option<Ending>, LinkError>;
 
 impl Connection {
     async fn run(&mut self, payload: ClientPayload) -> Result<Ending, LinkError> {
@@ -245,16 +252,15 @@ impl Connection {
         let phone = payload.username.map(|u| u.to_string()).unwrap_or_default();
         let device = payload.device.and_then(|d| u16::try_from(d).ok()).unwrap_or(0);
         let (welcome, replaced) = {
-            let mut state = self.shared.lock();
+            let mut guard = self.shared.lock();
+            let state = &mut *guard;
             match state.accounts.get_mut(&phone) {
                 Some(account) if account.devices.contains_key(&device) => match &account.refusal {
                     Some(refusal) => (Err(refusal.failure()), None),
                     None => {
-                        let previous =
-                            account.live.replace(LiveDevice { conn: self.id, device, drained: false });
+                        account.live = Some(LiveDevice { conn: self.id, device, drained: false });
                         account.logins += 1;
-                        let replaced =
-                            previous.filter(|p| p.device == device && p.conn != self.id).map(|p| p.conn);
+                        let replaced = state.liveness.login(&phone, device, self.id);
                         (Ok(account.lid.clone()), replaced)
                     }
                 },
@@ -264,8 +270,12 @@ impl Connection {
         };
         self.shared.changed();
         if let Some(old) = replaced {
-            // A second login of the same device evicts the first, as WhatsApp does.
-            let _ = self.shared.command(old, Command::End(stanzas::replaced())).await;
+            // A second login of the same device evicts the first, as WhatsApp does. An old socket
+            // that closed meanwhile got nothing, so only a conflict that reached its inbox counts.
+            if self.shared.command(old, Command::End(stanzas::replaced())).await.is_ok() {
+                self.shared.lock().liveness.replaced_conflict_sent(&phone);
+                self.shared.changed();
+            }
         }
         match welcome {
             Ok(lid) => {
@@ -387,6 +397,12 @@ impl Connection {
                 let count = NodeBuilder::new("count").attr("value", "50").build();
                 self.channel.send(&iq_result(id, vec![count])).await?;
                 return Ok(None);
+            }
+            ("w:p", _) => {
+                if let Session::Device { phone, .. } = &self.session {
+                    self.shared.lock().liveness.ping_answered(phone);
+                    self.shared.changed();
+                }
             }
             _ => {}
         }
@@ -528,6 +544,14 @@ impl Connection {
             Command::Drop => {
                 forget(&self.shared, self.id);
                 Ok(Some(Ending::Drop))
+            }
+            Command::Freeze { done } => {
+                liveness::stay_frozen(&self.shared, self.id, &mut self.channel, &mut self.commands, done)
+                    .await
+            }
+            Command::Thaw { done } => {
+                let _ = done.send(());
+                Ok(None)
             }
         }
     }

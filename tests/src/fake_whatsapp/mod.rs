@@ -7,8 +7,9 @@
 //! per connection (`connection`), the phone's pairing crypto (`phone`), stanza shapes
 //! (`stanzas`), the Signal encryption of what a sender sends a device (`signal`), the app-state
 //! key the phone shares after pairing (`key_share`), voice-call signaling (`calls`: offers to a
-//! device, its rejections) and contacts' text messages (`messages`: direct, group and status, and
-//! the device's read receipts). It knows nothing of Ryze. The client
+//! device, its rejections), contacts' text messages (`messages`: direct, group and status, and
+//! the device's read receipts) and which connection each device is logged in on (`liveness`:
+//! overlapping logins counted and replaced, frozen connections). It knows nothing of Ryze. The client
 //! must be built with whatsapp-rust's `danger-skip-cert-chain-verify` (through session-host's
 //! `insecure-test-whatsapp`): the certificate chain here is self-made.
 //!
@@ -55,6 +56,19 @@
 //!   a single `pkmsg`; a group or status one is a `pkmsg` with only the sender-key distribution,
 //!   then the `skmsg`, with the author in `participant` (see `messages`). The device answers with a
 //!   delivery `<receipt>` (a status also gets an `<ack class="message">`) and expects nothing back.
+//! - A socket that stays open but silent (`liveness`'s freeze) is noticed by the keepalive alone
+//!   (`keepalive.rs`, wacore `protocol::keepalive`). Every 15 to 30 s (drawn per tick) it skips the
+//!   tick if anything arrived in the last 15 s; else, with no IQ of its own out, it pings with
+//!   `<iq xmlns="w:p" type="get" to="s.whatsapp.net" id>` and waits 20 s for the result. Then, on
+//!   that tick (also when an outstanding IQ held the ping back), it calls the socket dead if its
+//!   first write since the last receive is over 20 s old, and reconnects at once: a WebSocket
+//!   close, the socket dropped, a new dial with no backoff. That teardown counts as expected, so
+//!   there is *no* `Disconnected` event (a failed ping is only logged); the next event is the new
+//!   login's `Connected`. So: 35 to 65 s after the last frame received when idle (measured
+//!   36 to 48 s after a freeze right after a pong), 20 to 50 s after the first unanswered write
+//!   when busy (measured 23 to 46 s for a freeze right after `Connected`, whose app-state sync
+//!   and pre-key upload were still out), then about 0.2 s to the next `Connected`. A host that
+//!   must act within 60 s, or report the dead socket, needs a watchdog of its own.
 //! - The first client write is `WA\x06\x03` (after an optional `ED` edge-routing pre-intro) plus a
 //!   framed `HandshakeMessage`; later frames are a 3-byte length and ciphertext.
 
@@ -62,6 +76,7 @@ mod calls;
 mod client_side;
 mod connection;
 mod key_share;
+mod liveness;
 mod messages;
 mod noise;
 mod phone;
@@ -315,7 +330,8 @@ impl FakeWhatsApp {
     }
 
     /// `<stream:error><conflict type="replaced"/>` on the live socket, then closes it; what the old
-    /// socket gets when the same device logs in elsewhere (which the server also does by itself).
+    /// socket gets when the same device logs in elsewhere. The server also does that by itself on
+    /// an overlapping login, and counts those ([`Self::replaced_conflicts`]); this one is not.
     pub async fn replace(&self, phone: &str) -> Result<(), FakeError> {
         let conn = self.shared.live_conn(phone)?;
         self.shared.command(conn, Command::End(stanzas::replaced())).await
@@ -491,6 +507,7 @@ struct State {
     qr_refs: HashMap<String, ConnId>,
     code_requests: HashMap<String, CodeRequest>,
     connections: HashMap<ConnId, mpsc::Sender<Command>>,
+    liveness: liveness::Liveness,
     next_conn: ConnId,
     handshakes: Vec<NoisePattern>,
 }
