@@ -36,6 +36,10 @@ pub use policy::{TargetPolicy, non_public_reason};
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 /// The most body bytes read from an answer by default: enough for an API's JSON answer.
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+/// Idle kept-alive connections kept per host. As many as the dispatcher has attempts in flight
+/// (`CONCURRENT_ATTEMPTS`): with fewer, a receiver getting a burst from many webhooks at once has
+/// most of its connections closed after one request and dialled again for the next.
+const IDLE_CONNECTIONS_PER_HOST: usize = 256;
 /// How long [`OutboundClient::check_url`] may spend resolving.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -92,7 +96,7 @@ impl OutboundClient {
     pub fn new(policy: TargetPolicy) -> Self {
         let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(8)
+            .pool_max_idle_per_host(IDLE_CONNECTIONS_PER_HOST)
             .pool_timer(TokioTimer::new())
             .build(TargetConnector::new(policy));
         Self { http, policy, body_limit: DEFAULT_BODY_LIMIT }

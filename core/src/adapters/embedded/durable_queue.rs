@@ -1,18 +1,26 @@
-//! Durable queues and the delivery log in one SQLite file, `events.db`: what makes events survive a
-//! `kill -9` of `ryze serve`.
+//! Durable queues in one SQLite file, `events.db` (beside the delivery log, `delivery_log.rs`): what
+//! makes events survive a `kill -9` of `ryze serve`.
 //!
 //! A message stays in `messages` until it is acknowledged. Receiving hides it for a visibility
 //! timeout and gives it a fresh receipt; a consumer that dies leaves it to come back once that timeout
 //! is over. The first process to open the file holds `events.lock` for its lifetime and, since
 //! nothing can be in flight before it, makes every hidden message visible at once; a process that
-//! opens the file beside it (an operator command while `ryze serve` runs) changes nothing at open. Delays are a `visible_at` in the future, of any
-//! length. A grouped message is received only while no earlier message of its group is still in
-//! the table, which is SQS FIFO's rule: one in flight per group, in the order sent.
+//! opens the file beside it (an operator command while `ryze serve` runs) changes nothing at open.
+//! Delays are a `visible_at` in the future, of any length.
+//!
+//! Groups follow SQS FIFO's rule: a group's messages are handed out in the order sent, and only while
+//! its oldest message still in the table (its head) is due, so none while an earlier one is in
+//! flight. One receive hands out up to [`GROUP_BATCH`] of a group, in order, for their receiver to
+//! handle one after another. `lanes` holds each group's head, kept by triggers, so that finding the
+//! takeable groups reads one row per group rather than every message queued.
 //!
 //! The file runs in WAL mode with `synchronous = NORMAL`: every commit is in the file before the
 //! call returns, so a crash of the process loses nothing; only a crash of the machine itself can
 //! lose the last commits, a trade that keeps a commit at tens of microseconds instead of an fsync.
+//! Every statement runs on the file's [`GroupCommit`] thread, which commits concurrent callers'
+//! work together and answers each only after its commit.
 
+use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -20,14 +28,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use tokio::time::{Instant, timeout_at};
 
-use crate::domain::{DeliveryFilter, DeliveryKey, DeliveryRecord, InstanceId};
-use crate::ports::{Delivery, DeliveryLog, Queue, Receipt, SendOptions};
+use super::group_commit::GroupCommit;
+use super::take::{Taken, take};
+use crate::ports::{Delivery, Queue, Receipt, SendOptions};
 use crate::{Error, Result};
 
 const SCHEMA: &str = "
@@ -36,7 +45,26 @@ const SCHEMA: &str = "
         visible_at INTEGER NOT NULL, receipt TEXT, receives INTEGER NOT NULL DEFAULT 0);
     CREATE INDEX IF NOT EXISTS messages_ungrouped ON messages (queue, visible_at, id) WHERE grp IS NULL;
     CREATE INDEX IF NOT EXISTS messages_groups ON messages (queue, grp, id);
-    CREATE INDEX IF NOT EXISTS messages_receipts ON messages (receipt);
+    -- A receipt starts with its message's id, which finds the row: an index of receipts would be
+    -- one more write on every receive.
+    DROP INDEX IF EXISTS messages_receipts;
+    CREATE TABLE IF NOT EXISTS lanes (
+        queue TEXT NOT NULL, grp TEXT NOT NULL, head INTEGER,
+        PRIMARY KEY (queue, grp)) WITHOUT ROWID;
+    -- Ids only grow (AUTOINCREMENT), so a message sent into a group with a head is never its head.
+    CREATE TRIGGER IF NOT EXISTS lanes_on_send AFTER INSERT ON messages WHEN NEW.grp IS NOT NULL
+    BEGIN
+        INSERT OR IGNORE INTO lanes (queue, grp, head) VALUES (NEW.queue, NEW.grp, NEW.id);
+    END;
+    CREATE TRIGGER IF NOT EXISTS lanes_on_remove AFTER DELETE ON messages WHEN OLD.grp IS NOT NULL
+    BEGIN
+        UPDATE lanes SET head = (SELECT MIN(id) FROM messages WHERE queue = OLD.queue AND grp = OLD.grp)
+         WHERE queue = OLD.queue AND grp = OLD.grp AND head = OLD.id;
+        DELETE FROM lanes WHERE queue = OLD.queue AND grp = OLD.grp AND head IS NULL;
+    END;
+    -- A file written before `lanes` existed gets its groups' heads once.
+    INSERT OR IGNORE INTO lanes (queue, grp, head)
+        SELECT queue, grp, MIN(id) FROM messages WHERE grp IS NOT NULL GROUP BY queue, grp;
     CREATE TABLE IF NOT EXISTS deliveries (
         instance_id TEXT NOT NULL, event_id TEXT NOT NULL, label TEXT NOT NULL,
         created_at INTEGER NOT NULL, doc TEXT NOT NULL,
@@ -68,8 +96,16 @@ const RESCHEDULE_ORPHANS: &str = "
 /// How long a received message stays hidden: longer than a webhook attempt's 15 s bound.
 pub const VISIBILITY: Duration = Duration::from_secs(60);
 
+/// The most messages of one group one receive hands out (SQS FIFO's most per receive).
+pub const GROUP_BATCH: usize = 10;
+
+/// How much longer each message of a group's batch stays hidden than the one before it: its
+/// receiver handles them one after another, each within a webhook attempt's 15 s bound, so the
+/// last of ten must not come back while the first nine are still being handled.
+pub(super) const VISIBILITY_PER_MESSAGE_AHEAD: Duration = Duration::from_secs(20);
+
 /// Delivery records older than this are forgotten (API.md: kept 7 days).
-const RETENTION: chrono::Duration = chrono::Duration::days(7);
+pub(super) const RETENTION: chrono::Duration = chrono::Duration::days(7);
 
 fn storage(error: impl Into<crate::error::BoxError>) -> Error {
     Error::storage(error)
@@ -78,9 +114,10 @@ fn storage(error: impl Into<crate::error::BoxError>) -> Error {
 /// The open `events.db`, shared by its queues and the delivery log.
 #[derive(Clone)]
 pub struct EventsDb {
-    connection: Arc<Mutex<Connection>>,
-    /// Woken on every send, so that a waiting receive looks again.
-    arrived: Arc<Notify>,
+    thread: GroupCommit,
+    /// One per queue name, woken on every send, acknowledgement and release of that queue, so that
+    /// a waiting receive looks again.
+    arrivals: Arc<Mutex<HashMap<&'static str, Arc<Notify>>>>,
     /// Held by the process that recovered the file at open, for as long as it uses it.
     _owner: Option<Arc<std::fs::File>>,
 }
@@ -108,24 +145,32 @@ impl EventsDb {
             connection.execute(RESCHEDULE_ORPHANS, [DELIVERY_QUEUE]).map_err(storage)?;
         }
         Ok(Self {
-            connection: Arc::new(Mutex::new(connection)),
-            arrived: Arc::new(Notify::new()),
+            thread: GroupCommit::start(connection, "events-db")?,
+            arrivals: Arc::default(),
             _owner: owner,
         })
     }
 
     /// A queue named `name` in this file.
     pub fn queue<M>(&self, name: &'static str) -> DurableQueue<M> {
-        DurableQueue { db: self.clone(), name, _messages: PhantomData }
+        let arrived = {
+            let mut arrivals = self.arrivals.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            arrivals.entry(name).or_default().clone()
+        };
+        DurableQueue { db: self.clone(), name, arrived, _messages: PhantomData }
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
-        let mut connection = self.connection.lock().map_err(|_| storage("events.db poisoned"))?;
-        f(&mut connection).map_err(storage)
+    pub(super) fn thread(&self) -> &GroupCommit {
+        &self.thread
     }
 }
 
-fn millis(at: DateTime<Utc>) -> i64 {
+/// The message a receipt (`<id>.<random>`) was given for; none for a receipt not made here.
+pub(super) fn message_id(receipt: &str) -> Option<i64> {
+    receipt.split_once('.').and_then(|(id, _)| id.parse().ok())
+}
+
+pub(super) fn millis(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
 }
 
@@ -137,6 +182,7 @@ fn now_millis() -> i64 {
 pub struct DurableQueue<M> {
     db: EventsDb,
     name: &'static str,
+    arrived: Arc<Notify>,
     _messages: PhantomData<fn(M) -> M>,
 }
 
@@ -147,92 +193,37 @@ impl<M> std::fmt::Debug for DurableQueue<M> {
 }
 
 impl<M: DeserializeOwned> DurableQueue<M> {
-    /// Takes up to `max` due messages, hiding each for [`VISIBILITY`].
-    fn take(&self, max: usize) -> Result<Vec<Delivery<M>>> {
-        let now = now_millis();
-        let rows = self.db.with(|connection| {
-            let transaction = connection.transaction()?;
-            let rows = {
-                // A group's head is its oldest message still in the table (in flight or not): only
-                // a due head is taken. Ungrouped messages are taken by due time.
-                let mut heads = transaction.prepare_cached(
-                    "SELECT m.id, m.body FROM messages m
-                     JOIN (SELECT MIN(id) AS id FROM messages WHERE queue = ?1 AND grp IS NOT NULL GROUP BY grp) h
-                       ON m.id = h.id
-                     WHERE m.visible_at <= ?2 ORDER BY m.id LIMIT ?3",
-                )?;
-                let mut rows = heads
-                    .query_map(params![self.name, now, max as i64], |row| {
-                        Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
-                    })?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
-                let mut ungrouped = transaction.prepare_cached(
-                    "SELECT id, body FROM messages
-                     WHERE queue = ?1 AND grp IS NULL AND visible_at <= ?2 ORDER BY visible_at, id LIMIT ?3",
-                )?;
-                let room = max.saturating_sub(rows.len()) as i64;
-                rows.extend(
-                    ungrouped
-                        .query_map(params![self.name, now, room], |row| {
-                            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
-                        })?
-                        .collect::<rusqlite::Result<Vec<_>>>()?,
-                );
-                let mut hide = transaction.prepare_cached(
-                    "UPDATE messages SET visible_at = ?2, receipt = ?3, receives = receives + 1 WHERE id = ?1",
-                )?;
-                let hidden_until = now + VISIBILITY.as_millis() as i64;
-                let mut taken = Vec::with_capacity(rows.len());
-                for (id, body) in rows {
-                    let receipt = format!("{id}.{}", uuid::Uuid::new_v4().simple());
-                    hide.execute(params![id, hidden_until, receipt])?;
-                    taken.push((receipt, body));
-                }
-                taken
-            };
-            transaction.commit()?;
-            Ok(rows)
-        })?;
-        let mut deliveries = Vec::with_capacity(rows.len());
-        for (receipt, body) in rows {
+    /// Takes up to `max` due messages, hiding each; or, with none due, says when one will be.
+    async fn look(&self, max: usize) -> Result<(Vec<Delivery<M>>, Option<i64>)> {
+        let (queue, now) = (self.name, now_millis());
+        let thread = self.db.thread.clone();
+        let look = self.db.thread.call(move |c| take(c, thread, queue, now, max)).await?;
+        look.hidden.claim();
+        let mut deliveries = Vec::with_capacity(look.taken.len());
+        for Taken { receipt, body, receives, group } in look.taken {
             match serde_json::from_str(&body) {
-                Ok(message) => deliveries.push(Delivery { message, receipt: Receipt(receipt) }),
+                Ok(message) => {
+                    deliveries.push(Delivery { message, receipt: Receipt(receipt), receives, group })
+                }
                 // No version of this code can read it: drop it rather than see it come back forever.
                 Err(error) => {
                     tracing::error!(queue = self.name, %error, "unreadable queued message dropped");
-                    self.remove(&Receipt(receipt))?;
+                    self.remove(Receipt(receipt)).await?;
                 }
             }
         }
-        Ok(deliveries)
+        Ok((deliveries, look.next_due))
     }
 
-    /// When the next message that time alone makes takeable falls due: an ungrouped one, or a
-    /// group's head. (A message behind its group's head waits for an acknowledgement, which wakes
-    /// receivers by itself.)
-    fn next_due(&self) -> Result<Option<i64>> {
-        let now = now_millis();
-        self.db.with(|connection| {
-            connection
-                .prepare_cached(
-                    "SELECT MIN(v) FROM (
-                        SELECT MIN(visible_at) AS v FROM messages WHERE queue = ?1 AND grp IS NULL AND visible_at > ?2
-                        UNION ALL
-                        SELECT m.visible_at FROM messages m
-                        JOIN (SELECT MIN(id) AS id FROM messages WHERE queue = ?1 AND grp IS NOT NULL GROUP BY grp) h
-                          ON m.id = h.id
-                        WHERE m.visible_at > ?2)",
-                )?
-                .query_row(params![self.name, now], |row| row.get(0))
-                .optional()
-                .map(Option::flatten)
-        })
-    }
-
-    fn remove(&self, receipt: &Receipt) -> Result<()> {
-        self.db.with(|connection| {
-            connection.execute("DELETE FROM messages WHERE receipt = ?1", [&receipt.0]).map(|_| ())
-        })
+    async fn remove(&self, receipt: Receipt) -> Result<()> {
+        self.db
+            .thread
+            .call(move |c| {
+                c.prepare_cached("DELETE FROM messages WHERE id = ?1 AND receipt = ?2")?
+                    .execute(params![message_id(&receipt.0), receipt.0])
+                    .map(drop)
+            })
+            .await
     }
 }
 
@@ -244,15 +235,18 @@ where
     async fn send_with(&self, message: &M, options: SendOptions) -> Result<()> {
         let body = serde_json::to_string(message).map_err(storage)?;
         let visible_at = now_millis() + options.delay.as_millis() as i64;
-        self.db.with(|connection| {
-            connection
-                .prepare_cached(
+        let (queue, group) = (self.name, options.group);
+        self.db
+            .thread
+            .call(move |c| {
+                c.prepare_cached(
                     "INSERT INTO messages (queue, grp, body, visible_at) VALUES (?1, ?2, ?3, ?4)",
                 )?
-                .execute(params![self.name, options.group, body, visible_at])
-                .map(|_| ())
-        })?;
-        self.db.arrived.notify_waiters();
+                .execute(params![queue, group, body, visible_at])
+                .map(drop)
+            })
+            .await?;
+        self.arrived.notify_waiters();
         Ok(())
     }
 
@@ -260,16 +254,16 @@ where
         let deadline = Instant::now() + wait;
         loop {
             // Registered before looking, so a send between the look and the wait still wakes us.
-            let arrived = self.db.arrived.notified();
+            let arrived = self.arrived.notified();
             tokio::pin!(arrived);
             arrived.as_mut().enable();
-            let batch = self.take(max.max(1))?;
+            let (batch, next_due) = self.look(max.max(1)).await?;
             if !batch.is_empty() {
                 return Ok(batch);
             }
             // Sleep until a send, the deadline, or the next delayed message falls due.
             let mut wake = deadline;
-            if let Some(due) = self.next_due()? {
+            if let Some(due) = next_due {
                 let until_due = Duration::from_millis(due.saturating_sub(now_millis()).max(1) as u64);
                 wake = wake.min(Instant::now() + until_due);
             }
@@ -280,139 +274,26 @@ where
     }
 
     async fn ack(&self, receipt: &Receipt) -> Result<()> {
-        self.remove(receipt)?;
+        self.remove(receipt.clone()).await?;
         // An acknowledged head frees the next message of its group.
-        self.db.arrived.notify_waiters();
+        self.arrived.notify_waiters();
         Ok(())
     }
 
     async fn release(&self, receipt: &Receipt) -> Result<()> {
-        self.db.with(|connection| {
-            connection
-                .execute(
-                    "UPDATE messages SET visible_at = 0, receipt = NULL WHERE receipt = ?1",
-                    [&receipt.0],
-                )
-                .map(|_| ())
-        })?;
-        self.db.arrived.notify_waiters();
+        let receipt = receipt.0.clone();
+        self.db
+            .thread
+            .call(move |c| {
+                c.prepare_cached(
+                    "UPDATE messages SET visible_at = 0, receipt = NULL WHERE id = ?1 AND receipt = ?2",
+                )?
+                .execute(params![message_id(&receipt), receipt])
+                .map(drop)
+            })
+            .await?;
+        self.arrived.notify_waiters();
         Ok(())
-    }
-}
-
-/// The delivery log in `events.db`.
-#[derive(Clone)]
-pub struct SqliteDeliveryLog {
-    db: EventsDb,
-}
-
-impl SqliteDeliveryLog {
-    pub fn new(db: &EventsDb) -> Self {
-        Self { db: db.clone() }
-    }
-}
-
-fn records(docs: Vec<String>) -> Result<Vec<DeliveryRecord>> {
-    docs.iter().map(|doc| serde_json::from_str(doc).map_err(storage)).collect()
-}
-
-#[async_trait]
-impl DeliveryLog for SqliteDeliveryLog {
-    async fn insert(&self, record: &DeliveryRecord) -> Result<bool> {
-        let doc = serde_json::to_string(record).map_err(storage)?;
-        let key = &record.key;
-        let inserted = self.db.with(|connection| {
-            connection
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO deliveries (instance_id, event_id, label, created_at, doc)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?
-                .execute(params![
-                    key.instance.as_str(),
-                    key.event_id,
-                    key.label,
-                    millis(record.created_at),
-                    doc
-                ])
-        })?;
-        Ok(inserted == 1)
-    }
-
-    async fn get(&self, key: &DeliveryKey) -> Result<Option<DeliveryRecord>> {
-        let doc: Option<String> = self.db.with(|connection| {
-            connection
-                .prepare_cached(
-                    "SELECT doc FROM deliveries WHERE instance_id = ?1 AND event_id = ?2 AND label = ?3",
-                )?
-                .query_row(params![key.instance.as_str(), key.event_id, key.label], |row| row.get(0))
-                .optional()
-        })?;
-        doc.map(|doc| serde_json::from_str(&doc).map_err(storage)).transpose()
-    }
-
-    async fn update(&self, record: &DeliveryRecord, expected: u64) -> Result<bool> {
-        let doc = serde_json::to_string(record).map_err(storage)?;
-        let key = &record.key;
-        let updated = self.db.with(|connection| {
-            connection
-                .prepare_cached(
-                    "UPDATE deliveries SET doc = ?4
-                     WHERE instance_id = ?1 AND event_id = ?2 AND label = ?3
-                       AND coalesce(json_extract(doc, '$.revision'), 0) = ?5",
-                )?
-                .execute(params![key.instance.as_str(), key.event_id, key.label, doc, expected as i64])
-        })?;
-        Ok(updated == 1)
-    }
-
-    async fn list(
-        &self,
-        instance: &InstanceId,
-        filter: &DeliveryFilter,
-        limit: usize,
-    ) -> Result<Vec<DeliveryRecord>> {
-        let cutoff = millis(Utc::now() - RETENTION);
-        let mut found = Vec::new();
-        let mut offset = 0i64;
-        // Filters apply to the JSON document, so read pages until enough records match.
-        loop {
-            let page: Vec<String> = self.db.with(|connection| {
-                connection
-                    .prepare_cached(
-                        "SELECT doc FROM deliveries WHERE instance_id = ?1 AND created_at >= ?2
-                         ORDER BY created_at DESC, rowid DESC LIMIT 500 OFFSET ?3",
-                    )?
-                    .query_map(params![instance.as_str(), cutoff, offset], |row| row.get(0))?
-                    .collect()
-            })?;
-            let exhausted = page.len() < 500;
-            offset += page.len() as i64;
-            found.extend(records(page)?.into_iter().filter(|r| filter.matches(r)));
-            if found.len() >= limit || exhausted {
-                found.truncate(limit);
-                return Ok(found);
-            }
-        }
-    }
-
-    async fn of_event(&self, instance: &InstanceId, event_id: &str) -> Result<Vec<DeliveryRecord>> {
-        let docs: Vec<String> = self.db.with(|connection| {
-            connection
-                .prepare_cached(
-                    "SELECT doc FROM deliveries WHERE instance_id = ?1 AND event_id = ?2 ORDER BY label",
-                )?
-                .query_map(params![instance.as_str(), event_id], |row| row.get(0))?
-                .collect()
-        })?;
-        records(docs)
-    }
-
-    async fn delete_instance(&self, instance: &InstanceId) -> Result<()> {
-        self.db.with(|connection| {
-            connection
-                .execute("DELETE FROM deliveries WHERE instance_id = ?1", [instance.as_str()])
-                .map(|_| ())
-        })
     }
 }
 
@@ -430,8 +311,12 @@ mod tests {
         SendOptions { group: Some(group.into()), delay: Duration::ZERO }
     }
 
+    fn messages(batch: &[Delivery<u32>]) -> Vec<u32> {
+        batch.iter().map(|d| d.message).collect()
+    }
+
     #[tokio::test]
-    async fn a_group_is_received_one_at_a_time_in_order() {
+    async fn a_group_is_received_in_order_and_not_while_an_earlier_one_is_in_flight() {
         let (_dir, db) = db();
         let queue = db.queue::<u32>("q");
         for n in 1..=3 {
@@ -439,11 +324,88 @@ mod tests {
         }
         queue.send_with(&10, grouped("b")).await.unwrap();
         let first = queue.receive(10, Duration::ZERO).await.unwrap();
-        assert_eq!(first.iter().map(|d| d.message).collect::<Vec<_>>(), vec![1, 10]);
-        assert!(queue.receive(10, Duration::ZERO).await.unwrap().is_empty(), "heads still in flight");
+        assert_eq!(messages(&first), vec![1, 2, 3, 10]);
+        assert_eq!(first[0].group.as_deref(), Some("a"));
+        assert!(queue.receive(10, Duration::ZERO).await.unwrap().is_empty(), "all in flight");
         queue.ack(&first[0].receipt).await.unwrap();
-        let next = queue.receive(10, Duration::ZERO).await.unwrap();
-        assert_eq!(next.iter().map(|d| d.message).collect::<Vec<_>>(), vec![2]);
+        assert!(queue.receive(10, Duration::ZERO).await.unwrap().is_empty(), "2 and 3 still in flight");
+        // Given back, the rest comes again in order; a later one alone waits behind the earlier.
+        queue.release(&first[2].receipt).await.unwrap();
+        assert!(queue.receive(10, Duration::ZERO).await.unwrap().is_empty(), "3 waits behind 2");
+        queue.release(&first[1].receipt).await.unwrap();
+        let again = queue.receive(10, Duration::ZERO).await.unwrap();
+        assert_eq!(messages(&again), vec![2, 3]);
+        assert_eq!(again.iter().map(|d| d.receives).collect::<Vec<_>>(), vec![2, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_receive_takes_at_most_a_batch_of_a_group_and_leaves_room_for_others() {
+        let (_dir, db) = db();
+        let queue = db.queue::<u32>("q");
+        for n in 0..25 {
+            queue.send_with(&n, grouped("a")).await.unwrap();
+        }
+        queue.send_with(&100, grouped("b")).await.unwrap();
+        queue.send(&200).await.unwrap();
+        let first = queue.receive(100, Duration::ZERO).await.unwrap();
+        let mut want: Vec<u32> = (0..GROUP_BATCH as u32).collect();
+        want.extend([100, 200]);
+        assert_eq!(messages(&first), want);
+        for delivery in &first {
+            queue.ack(&delivery.receipt).await.unwrap();
+        }
+        let next = queue.receive(3, Duration::ZERO).await.unwrap();
+        assert_eq!(messages(&next), vec![10, 11, 12]);
+    }
+
+    #[tokio::test]
+    async fn a_file_from_before_lanes_gets_its_groups_heads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.db");
+        {
+            let connection = Connection::open(&path).unwrap();
+            connection
+                .execute_batch(
+                    "CREATE TABLE messages (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, grp TEXT, body TEXT NOT NULL,
+                        visible_at INTEGER NOT NULL, receipt TEXT, receives INTEGER NOT NULL DEFAULT 0);
+                     INSERT INTO messages (queue, grp, body, visible_at) VALUES ('q', 'a', '1', 0), ('q', 'a', '2', 0);",
+                )
+                .unwrap();
+        }
+        let queue = EventsDb::open(&path).unwrap().queue::<u32>("q");
+        let first = queue.receive(1, Duration::ZERO).await.unwrap();
+        assert_eq!(messages(&first), vec![1]);
+        queue.ack(&first[0].receipt).await.unwrap();
+        assert_eq!(messages(&queue.receive(10, Duration::ZERO).await.unwrap()), vec![2]);
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_receive_takes_nothing() {
+        let (_dir, db) = db();
+        let queue = Arc::new(db.queue::<u32>("q"));
+        // Receives cut off at every point of their way, while messages arrive.
+        let mut seen = Vec::new();
+        for n in 0..200u32 {
+            queue.send_with(&n, grouped("a")).await.unwrap();
+            let receiving = queue.receive(10, Duration::from_secs(1));
+            let cut_off = Duration::from_micros(u64::from(n % 50) * 20);
+            if let Ok(finished) = tokio::time::timeout(cut_off, receiving).await {
+                for delivery in finished.unwrap() {
+                    queue.ack(&delivery.receipt).await.unwrap();
+                    seen.push(delivery.message);
+                }
+            }
+        }
+        while seen.len() < 200 {
+            let batch = queue.receive(100, Duration::from_secs(5)).await.unwrap();
+            assert!(!batch.is_empty(), "a cancelled receive hid messages: got {}", seen.len());
+            for delivery in batch {
+                queue.ack(&delivery.receipt).await.unwrap();
+                seen.push(delivery.message);
+            }
+        }
+        assert_eq!(seen, (0..200).collect::<Vec<_>>());
     }
 
     #[tokio::test]

@@ -1,6 +1,6 @@
 //! The dispatcher's in-process runtime (`ryze serve`): one loop takes published events in order and
-//! expands them, another makes delivery attempts, many at once. On AWS the `dispatcher` Lambda
-//! function is the runtime instead, fed by SQS.
+//! expands them (instances at once, each instance's events in order), another makes delivery
+//! attempts, many at once. On AWS the `dispatcher` Lambda function is the runtime instead, fed by SQS.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +9,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::Dispatcher;
-use crate::ports::{DeliveryQueue, EventQueue};
+use crate::domain::Event;
+use crate::ports::{Delivery, DeliveryQueue, EventQueue};
 
 /// Attempts in flight at once: receivers answer in milliseconds or time out in 15 s, so this many
 /// slow ones still leave room for the rest.
@@ -38,8 +39,10 @@ impl Dispatcher {
         attempting.drain().await;
     }
 
-    /// Events are handled one after another, so one instance's deliveries are queued in the order
-    /// its events happened.
+    /// One instance's events are handled one after another, so its deliveries are queued in the
+    /// order its events happened; different instances' at once, so that their writes share the
+    /// store's commits. A batch is done before the next is taken, which keeps that order across
+    /// batches too.
     async fn expand_events(self: Arc<Self>, events: Arc<EventQueue>) {
         loop {
             let batch = match events.receive(EVENT_BATCH, POLL).await {
@@ -50,17 +53,28 @@ impl Dispatcher {
                     continue;
                 }
             };
-            for delivery in batch {
-                match self.on_event(&delivery.message).await {
-                    Ok(()) => {
-                        if let Err(error) = events.ack(&delivery.receipt).await {
-                            tracing::error!(%error, "event handled but not acknowledged: it will come again");
+            let mut expanding = JoinSet::new();
+            for of_instance in by_instance(batch) {
+                let (dispatcher, events) = (self.clone(), events.clone());
+                expanding.spawn(async move {
+                    for delivery in of_instance {
+                        match dispatcher.on_event(&delivery.message).await {
+                            Ok(()) => {
+                                if let Err(error) = events.ack(&delivery.receipt).await {
+                                    tracing::error!(%error, "event handled but not acknowledged: it will come again");
+                                }
+                            }
+                            // Left unacknowledged: the queue hands it out again after its visibility
+                            // timeout, and the instance's later events of this batch with it, in order.
+                            Err(error) => {
+                                tracing::error!(%error, "event not expanded");
+                                break;
+                            }
                         }
                     }
-                    // Left unacknowledged: the queue hands it out again after its visibility timeout.
-                    Err(error) => tracing::error!(%error, "event not expanded"),
-                }
+                });
             }
+            while expanding.join_next().await.is_some() {}
         }
     }
 
@@ -83,17 +97,24 @@ impl Dispatcher {
                         continue;
                     }
                 };
-                for delivery in batch {
+                for lane in lanes(batch) {
                     let Ok(permit) = permits.clone().acquire_owned().await else { break };
                     let (dispatcher, queue) = (self.clone(), deliveries.clone());
                     running.spawn(async move {
-                        match dispatcher.on_attempt(&delivery.message).await {
-                            Ok(()) => {
-                                if let Err(error) = queue.ack(&delivery.receipt).await {
-                                    tracing::error!(%error, "attempt recorded but not acknowledged");
+                        // A lane's attempts in order; after a failure the rest of it waits for its
+                        // queue to hand it out again, behind the one that failed.
+                        for delivery in lane {
+                            match dispatcher.on_attempt(&delivery.message, delivery.receives).await {
+                                Ok(()) => {
+                                    if let Err(error) = queue.ack(&delivery.receipt).await {
+                                        tracing::error!(%error, "attempt recorded but not acknowledged");
+                                    }
+                                }
+                                Err(error) => {
+                                    tracing::error!(%error, "attempt not recorded: it will come again");
+                                    break;
                                 }
                             }
-                            Err(error) => tracing::error!(%error, "attempt not recorded: it will come again"),
                         }
                         drop(permit);
                     });
@@ -104,6 +125,33 @@ impl Dispatcher {
         });
         Attempts { stop, task }
     }
+}
+
+/// A batch of events by instance, each instance's in the order received.
+fn by_instance(batch: Vec<Delivery<Event>>) -> Vec<Vec<Delivery<Event>>> {
+    let mut instances: Vec<Vec<Delivery<Event>>> = Vec::new();
+    for delivery in batch {
+        match instances.iter_mut().find(|events| events[0].message.instance == delivery.message.instance) {
+            Some(events) => events.push(delivery),
+            None => instances.push(vec![delivery]),
+        }
+    }
+    instances
+}
+
+/// A batch as lanes to run at once: the messages of one group together, in the order received;
+/// each ungrouped message on its own.
+fn lanes<M>(batch: Vec<Delivery<M>>) -> Vec<Vec<Delivery<M>>> {
+    let mut lanes: Vec<Vec<Delivery<M>>> = Vec::with_capacity(batch.len());
+    for delivery in batch {
+        let same_group =
+            |lane: &&mut Vec<Delivery<M>>| delivery.group.is_some() && lane[0].group == delivery.group;
+        match lanes.iter_mut().find(same_group) {
+            Some(lane) => lane.push(delivery),
+            None => lanes.push(vec![delivery]),
+        }
+    }
+    lanes
 }
 
 /// The attempts loop, stopped by [`Attempts::drain`].
