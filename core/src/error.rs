@@ -64,6 +64,13 @@ pub enum Error {
     DeliveryNotFound,
     #[error("the stored object changed since it was read")]
     BlobConflict,
+    /// The instance's lease moved on (another host took it, or it was released): the writer no
+    /// longer runs it and must stop its client.
+    #[error("the instance's lease is no longer the writer's")]
+    LeaseLost,
+    /// The host record belongs to a later start of the same host id.
+    #[error("another start of this host took its record over")]
+    HostSuperseded,
     #[error("a sealed secret could not be opened")]
     Unseal,
     #[error("storage unavailable")]

@@ -13,8 +13,8 @@ use chrono::{DateTime, Utc};
 use crate::Result;
 use crate::domain::{
     Account, AccountId, AccountLimits, ConnectOutcome, ConnectRequest, ConnectRequestId, DeliveryAttempt,
-    DeliveryFilter, DeliveryKey, DeliveryRecord, Event, Instance, InstanceChange, InstanceId, InstanceName,
-    SessionCommand,
+    DeliveryFilter, DeliveryKey, DeliveryRecord, Event, Holder, HostId, HostRecord, Instance, InstanceChange,
+    InstanceId, InstanceName, Lease, SessionCommand,
 };
 use crate::secrets::TokenHash;
 
@@ -77,6 +77,53 @@ pub trait InstanceRegistry: Send + Sync {
     async fn delete_connect_request(&self, id: &ConnectRequestId) -> Result<()>;
 }
 
+/// Session hosts' heartbeat records and instances' fenced leases, kept beside the registry so that
+/// a fenced write checks the lease and writes the instance in one step.
+#[async_trait]
+pub trait Leases: Send + Sync {
+    /// Starts a host: its record with an epoch above any before it (1 for a new id), beat 0.
+    async fn register_host(&self, id: &HostId, capacity: u32, channel: &str) -> Result<HostRecord>;
+
+    /// One heartbeat: the record's beat bumped, its sessions and draining written. Returns the
+    /// record as written; `Error::HostSuperseded` when a later start of the id took it over, and
+    /// `Error::HostSuperseded` too when it was removed (a host judged gone must start again).
+    async fn beat(&self, host: &HostRecord, sessions: u32, draining: bool) -> Result<HostRecord>;
+
+    /// Every host record, as last written (a consistent read).
+    async fn hosts(&self) -> Result<Vec<HostRecord>>;
+
+    /// Removes a host's record if it is still that start's. Removing what is not there succeeds.
+    async fn remove_host(&self, holder: &Holder) -> Result<()>;
+
+    /// The instance's lease as last written ([`Lease::NEVER_TAKEN`] when it never had one).
+    async fn lease(&self, instance: &InstanceId) -> Result<Lease>;
+
+    /// Takes the lease for `holder` if its fence is still `expected`'s: the new lease, with the
+    /// next fence, or `None` (nothing written) when somebody changed it since.
+    async fn take(&self, instance: &InstanceId, holder: &Holder, expected: &Lease) -> Result<Option<Lease>>;
+
+    /// Lets the lease go if its fence is still `held`'s: nobody holds it, under the next fence.
+    /// `false` (nothing written) when it had moved on already.
+    async fn release(&self, instance: &InstanceId, held: &Lease) -> Result<bool>;
+
+    /// The instances whose lease names `host` (any epoch), with their leases: what a host that
+    /// takes over from a dead one, or restarts, goes through. May lag the latest takes (an index).
+    async fn held_by(&self, host: &HostId) -> Result<Vec<(InstanceId, Lease)>>;
+
+    /// [`InstanceRegistry::update_instance`] by the lease's holder: applied only while the
+    /// instance's lease still has `held`'s fence, else `Error::LeaseLost`.
+    async fn update_instance_fenced(
+        &self,
+        id: &InstanceId,
+        change: InstanceChange,
+        at: DateTime<Utc>,
+        held: &Lease,
+    ) -> Result<Arc<Instance>>;
+
+    /// Forgets a deleted instance's lease. Forgetting what is not there succeeds.
+    async fn forget(&self, instance: &InstanceId) -> Result<()>;
+}
+
 /// Fixed-window request counters, shared by every process of a deployment.
 #[async_trait]
 pub trait RateCounter: Send + Sync {
@@ -93,13 +140,19 @@ pub struct Receipt(pub String);
 pub struct Delivery<M> {
     pub message: M,
     pub receipt: Receipt,
+    /// How many times the queue has handed this message out, this time included. More than one
+    /// means an earlier receiver may have stopped halfway through handling it.
+    pub receives: u32,
+    /// The group it was sent in: a batch's messages of one group are to be handled in order.
+    pub group: Option<String>,
 }
 
 /// How a message is sent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SendOptions {
-    /// Messages of one group are received one at a time, in the order sent: the next only once the
-    /// one before is acknowledged. Ungrouped messages have no order.
+    /// Messages of one group are received in the order sent, and none while an earlier one is in
+    /// flight. One receive may hand out several of a group (SQS FIFO does), in order: their
+    /// receiver handles them one after another. Ungrouped messages have no order.
     pub group: Option<String>,
     /// Not received before this wait is over, up to the queue's [`Queue::max_delay`].
     pub delay: Duration,
@@ -233,10 +286,45 @@ pub trait BlobStore: Send + Sync {
     async fn exists(&self, key: &BlobKey) -> Result<bool>;
 }
 
+/// API Gateway's id of one WebSocket connection (`connectionId`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ConnectionId(pub String);
+
+/// A client's WebSocket connection held by API Gateway's WebSocket API, which the dispatcher posts
+/// each frame of its instance to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveConnection {
+    pub instance: InstanceId,
+    pub id: ConnectionId,
+    /// When API Gateway has closed it at the latest (its two-hour maximum): the record may go then.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Where the WebSocket connections open on API Gateway are recorded, by instance. AWS only: `ryze
+/// serve` holds its sockets in memory (`ryze_functions::live::LiveHub`), so nothing is stored there.
+#[async_trait]
+pub trait LiveConnections: Send + Sync {
+    /// Records an accepted connection (`$connect`); recording one again replaces it.
+    async fn put(&self, connection: &LiveConnection) -> Result<()>;
+
+    /// The instance's connections not yet past their expiry, in no particular order.
+    async fn of_instance(&self, instance: &InstanceId) -> Result<Vec<LiveConnection>>;
+
+    /// Forgets a connection found by [`LiveConnections::of_instance`] (API Gateway answered Gone).
+    /// Forgetting what is not there succeeds.
+    async fn delete(&self, connection: &LiveConnection) -> Result<()>;
+
+    /// Forgets a connection known by its id alone: `$disconnect` carries nothing else. Forgetting
+    /// what is not there succeeds.
+    async fn delete_by_id(&self, id: &ConnectionId) -> Result<()>;
+}
+
 /// One adapter for each port: what a deployment is wired from.
 #[derive(Clone)]
 pub struct Ports {
     pub registry: Arc<dyn InstanceRegistry>,
+    /// Host records and instance leases, in the registry's store.
+    pub leases: Arc<dyn Leases>,
     pub counters: Arc<dyn RateCounter>,
     pub commands: Arc<CommandQueue>,
     pub events: Arc<EventQueue>,

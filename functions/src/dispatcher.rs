@@ -1,10 +1,12 @@
 //! The dispatcher as a Lambda function: SQS hands it batches from the event queue (expand each
-//! event into deliveries) and from the delivery queue (make one attempt each); it answers with the
-//! batch items that failed (`ReportBatchItemFailures`), so SQS hands out again only those.
+//! event into deliveries) and from the two delivery queues (make one attempt each); it answers with
+//! the batch items that failed (`ReportBatchItemFailures`), so SQS hands out again only those.
 //!
-//! A record is told apart by its body: a delivery attempt names its `key`, an event does not. The
-//! events of a batch are expanded one after another, in the order SQS gave them; attempts run all
-//! at once, since each is one receiver's and may take up to 15 s.
+//! A record is told apart by its body: a delivery attempt names its `key`, an event does not.
+//! Records of one FIFO message group (one instance's events, one webhook's first attempts) are
+//! handled one after another in the order SQS gave them, and after a failure the rest of the group
+//! is reported failed unhandled, as SQS requires of FIFO batches to keep their order. Groups, and
+//! the ungrouped retries, run all at once: an attempt may take up to 15 s.
 
 use std::sync::Arc;
 
@@ -15,7 +17,7 @@ use ryze_core::clock::SystemClock;
 use ryze_core::domain::{DeliveryAttempt, Event, RetrySchedule};
 use ryze_core::outbound::{OutboundClient, TargetPolicy};
 use ryze_core::secrets::{Keyring, MasterKey};
-use ryze_core::service::dispatch::{Dispatcher, DispatcherConfig};
+use ryze_core::service::dispatch::{Dispatcher, DispatcherConfig, LiveEvents};
 use ryze_core::telemetry::{self, LogFormat};
 use serde::Deserialize;
 
@@ -35,7 +37,13 @@ pub async fn run() -> Result<(), lambda_http::Error> {
     telemetry::init(format);
     let resources = aws::AwsResources::from_env()?;
     let keys = Arc::new(Keyring::new(&MasterKey::from_env()?));
-    let ports = aws::ports(&aws::sdk_config().await, &resources);
+    let config = aws::sdk_config().await;
+    let ports = aws::ports(&config, &resources);
+    // WebSocket frames go to API Gateway's connections when the stack has its WebSocket API.
+    let live = std::env::var("RYZE_WEBSOCKET_ENDPOINT").ok().filter(|e| !e.is_empty()).map(|endpoint| {
+        let connections = Arc::new(aws::DynamoLiveConnections::from_config(&config, &resources.table));
+        Arc::new(aws::ApiGatewayLiveEvents::new(&config, &endpoint, connections)) as Arc<dyn LiveEvents>
+    });
     let schedule = match std::env::var("RYZE_WEBHOOK_RETRY_SCHEDULE") {
         Ok(text) => RetrySchedule::parse(&text)?,
         Err(_) => RetrySchedule::default(),
@@ -50,7 +58,7 @@ pub async fn run() -> Result<(), lambda_http::Error> {
         keys,
         Arc::new(SystemClock),
         Arc::new(OutboundClient::new(TargetPolicy { allow_private })),
-        None,
+        live,
         DispatcherConfig { schedule, public_url },
     ));
     lambda_runtime::run(lambda_runtime::service_fn(move |event: LambdaEvent<SqsEvent>| {
@@ -62,38 +70,50 @@ pub async fn run() -> Result<(), lambda_http::Error> {
 
 /// Handles one batch; what failed is reported back for SQS to deliver again.
 pub async fn handle(dispatcher: &Dispatcher, batch: SqsEvent) -> SqsBatchResponse {
-    let mut failures = Vec::new();
-    let mut attempts = Vec::new();
+    let mut groups: Vec<(Option<&str>, Vec<&SqsMessage>)> = Vec::new();
     for message in &batch.records {
-        match parse(message) {
-            Some(Record::Event(event)) => {
-                if let Err(error) = dispatcher.on_event(&event).await {
-                    tracing::error!(%error, "event not expanded");
-                    failures.extend(identifier(message));
-                }
-            }
-            Some(Record::Attempt(attempt)) => attempts.push((message, attempt)),
-            // Unreadable by any version of this code: left to the redrive policy's dead-letter queue.
-            None => {
-                tracing::error!(message_id = ?message.message_id, "unreadable record");
-                failures.extend(identifier(message));
-            }
+        let group = message.attributes.get("MessageGroupId").map(String::as_str);
+        match groups.iter_mut().find(|(known, _)| group.is_some() && *known == group) {
+            Some((_, members)) => members.push(message),
+            None => groups.push((group, vec![message])),
         }
     }
-    let outcomes = futures::future::join_all(attempts.iter().map(|(message, attempt)| async move {
-        match dispatcher.on_attempt(attempt).await {
-            Ok(()) => None,
-            Err(error) => {
-                tracing::error!(%error, "attempt not recorded");
-                identifier(message)
+    let failed = futures::future::join_all(groups.iter().map(|(_, members)| async move {
+        for (handled, message) in members.iter().enumerate() {
+            if !handle_one(dispatcher, message).await {
+                return members[handled..].iter().filter_map(|m| identifier(m)).collect();
             }
         }
+        Vec::new()
     }))
     .await;
-    failures.extend(outcomes.into_iter().flatten());
     let mut response = SqsBatchResponse::default();
-    response.batch_item_failures = failures;
+    response.batch_item_failures = failed.into_iter().flatten().collect();
     response
+}
+
+/// Handles one record: `false` when it is to be delivered again.
+async fn handle_one(dispatcher: &Dispatcher, message: &SqsMessage) -> bool {
+    let outcome = match parse(message) {
+        Some(Record::Event(event)) => dispatcher.on_event(&event).await,
+        Some(Record::Attempt(attempt)) => {
+            let receives = message
+                .attributes
+                .get("ApproximateReceiveCount")
+                .and_then(|count| count.parse().ok())
+                .unwrap_or(1);
+            dispatcher.on_attempt(&attempt, receives).await
+        }
+        // Unreadable by any version of this code: left to the redrive policy's dead-letter queue.
+        None => {
+            tracing::error!(message_id = ?message.message_id, "unreadable record");
+            return false;
+        }
+    };
+    if let Err(error) = &outcome {
+        tracing::error!(%error, message_id = ?message.message_id, "record not handled");
+    }
+    outcome.is_ok()
 }
 
 fn parse(message: &SqsMessage) -> Option<Record> {

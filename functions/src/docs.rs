@@ -47,12 +47,11 @@ const HTML: &str = "text/html; charset=utf-8";
 const JAVASCRIPT: &str = "application/javascript; charset=utf-8";
 
 /// Every file of the page; `build.rs` lists the vendored names too.
-const ASSETS: [Asset; 6] = [
+const ASSETS: [Asset; 5] = [
     Asset { name: "index.html", content_type: HTML, content: Content::Text(INDEX) },
     Asset { name: "swagger-initializer.js", content_type: JAVASCRIPT, content: Content::Text(INITIALIZER) },
     vendored!("swagger-ui.css", "text/css; charset=utf-8"),
     vendored!("swagger-ui-bundle.js", "application/javascript; charset=utf-8"),
-    vendored!("swagger-ui-standalone-preset.js", "application/javascript; charset=utf-8"),
     vendored!("favicon-32x32.png", "image/png"),
 ];
 
@@ -67,7 +66,6 @@ const INDEX: &str = r#"<!doctype html>
 <body>
   <div id="swagger-ui"></div>
   <script src="swagger-ui-bundle.js"></script>
-  <script src="swagger-ui-standalone-preset.js"></script>
   <script src="swagger-initializer.js"></script>
 </body>
 </html>
@@ -78,8 +76,10 @@ const INITIALIZER: &str = r##"window.onload = function () {
     url: new URL("../openapi.json", window.location.href).href,
     dom_id: "#swagger-ui",
     deepLinking: true,
-    presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
-    layout: "StandaloneLayout",
+    // The base layout: the standalone one's top bar (a URL box) needs a 70 kB preset in every
+    // Lambda bootstrap, for a page that shows one document.
+    presets: [SwaggerUIBundle.presets.apis],
+    layout: "BaseLayout",
   });
 };
 "##;

@@ -122,7 +122,12 @@ impl From<Error> for ApiError {
                 .into(),
             ),
             Error::DeliveryNotFound => (S::NOT_FOUND, "Delivery not found".into()),
-            Error::Unseal | Error::BlobConflict | Error::Storage(_) => {
+            // The last two are the session hosts' own; a request never meets them.
+            Error::Unseal
+            | Error::BlobConflict
+            | Error::Storage(_)
+            | Error::LeaseLost
+            | Error::HostSuperseded => {
                 (S::INTERNAL_SERVER_ERROR, "Internal server error".into())
             }
         };

@@ -3,7 +3,8 @@
 //! Everything is built once per execution environment (the cold start), then every invocation is
 //! one request through the same [`Router`](axum::Router) `ryze serve` runs. Configuration is the
 //! environment: the AWS one (region, credentials, `AWS_ENDPOINT_URL`), the `RYZE_*` resource names,
-//! `RYZE_MASTER_KEY`, and `RYZE_CONNECT_WAIT_SECS` for the connect function.
+//! `RYZE_MASTER_KEY`, and `RYZE_CONNECT_WAIT_SECS` for the connect function. The websocket function
+//! ([`crate::live::aws`]) builds its services here too.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use lambda_http::request::RequestContext;
 use ryze_core::adapters::aws;
 use ryze_core::clock::SystemClock;
 use ryze_core::outbound::{OutboundClient, TargetPolicy};
+use ryze_core::ports::Ports;
 use ryze_core::secrets::{Keyring, MasterKey};
 use ryze_core::service::{ConnectPolicy, Services};
 use ryze_core::telemetry::{self, LogFormat};
@@ -37,29 +39,39 @@ const CONNECT_POLL: Duration = Duration::from_millis(50);
 
 /// Builds the services from the environment and serves Lambda invocations until the runtime ends.
 pub async fn run(function: Function) -> Result<(), lambda_http::Error> {
-    let format =
-        std::env::var("RYZE_LOG_FORMAT").ok().and_then(|f| f.parse().ok()).unwrap_or(LogFormat::Json);
-    telemetry::init(format);
+    init_logging();
     let resources = aws::AwsResources::from_env()?;
-    let keys = Arc::new(Keyring::new(&MasterKey::from_env()?));
     let default_wait = match function {
         Function::Api => 20,
         Function::Connect => 55,
     };
+    let services = services(aws::ports(&aws::sdk_config().await, &resources), default_wait)?;
+    let app = ServiceBuilder::new().map_request(strip_stage).service(crate::router(AppState::new(services)));
+    lambda_http::run(app).await
+}
+
+/// JSON logs unless `RYZE_LOG_FORMAT` says otherwise: what every function sets up first.
+pub(crate) fn init_logging() {
+    let format =
+        std::env::var("RYZE_LOG_FORMAT").ok().and_then(|f| f.parse().ok()).unwrap_or(LogFormat::Json);
+    telemetry::init(format);
+}
+
+/// The services on `ports`, configured from the environment (`RYZE_MASTER_KEY`,
+/// `RYZE_CONNECT_WAIT_SECS`, else `default_wait_secs`, and `RYZE_ALLOW_PRIVATE_TARGETS`).
+pub(crate) fn services(ports: Ports, default_wait_secs: u64) -> Result<Services, lambda_http::Error> {
+    let keys = Arc::new(Keyring::new(&MasterKey::from_env()?));
     let wait_secs = match std::env::var("RYZE_CONNECT_WAIT_SECS") {
         Ok(text) => text.parse().map_err(|_| "RYZE_CONNECT_WAIT_SECS: expected whole seconds")?,
-        Err(_) => default_wait,
+        Err(_) => default_wait_secs,
     };
-    let ports = aws::ports(&aws::sdk_config().await, &resources);
     let policy = ConnectPolicy { wait: Duration::from_secs(wait_secs), poll_interval: CONNECT_POLL };
     let allow_private = match std::env::var("RYZE_ALLOW_PRIVATE_TARGETS") {
         Ok(text) => parse_flag(&text).ok_or("RYZE_ALLOW_PRIVATE_TARGETS: expected true or false")?,
         Err(_) => false,
     };
     let outbound = OutboundClient::new(TargetPolicy { allow_private });
-    let services = Services::new(ports, keys, Arc::new(SystemClock), policy, outbound);
-    let app = ServiceBuilder::new().map_request(strip_stage).service(crate::router(AppState::new(services)));
-    lambda_http::run(app).await
+    Ok(Services::new(ports, keys, Arc::new(SystemClock), policy, outbound))
 }
 
 /// A boolean variable's value, as `ryze serve` reads its flags.

@@ -13,6 +13,8 @@
 //! - [`openapi`]: the document's frame, served at `/openapi.json`; [`docs`]: the Swagger UI page.
 //! - [`lambda`]: the router as a Lambda function (the `api` and `connect` binaries).
 //! - [`dispatcher`]: the event dispatcher as a Lambda function on its SQS queues (`dispatcher`).
+//! - [`live`]: WebSocket delivery: the hub and upgrade routes of `ryze serve`, and API Gateway's
+//!   `$connect`/`$disconnect` as a Lambda function (`websocket`).
 //! - [`server`]: the router on a TCP listener, for `ryze serve`, with timeouts and a connection cap.
 
 pub mod auth;

@@ -7,10 +7,12 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use ryze_core::Error;
 use ryze_core::domain::{
-    Account, AccountId, AccountLimits, ConnectOutcome, ConnectRequest, ConnectRequestId, Connection,
-    Instance, InstanceChange, InstanceId, InstanceName, InstanceState, Profile, Settings,
+    Account, AccountId, AccountLimits, ConnectOutcome, ConnectRequest, ConnectRequestId, Connection, HostId,
+    Instance, InstanceChange, InstanceId, InstanceName, InstanceState, Lease, Profile, Settings,
 };
-use ryze_core::ports::{BlobKey, BlobStore, InstanceRegistry, Queue, TokenOwner};
+use ryze_core::ports::{
+    BlobKey, BlobStore, Delivery, InstanceRegistry, Leases, Queue, SendOptions, TokenOwner,
+};
 use ryze_core::secrets::{Keyring, MasterKey, generate_token};
 
 fn keys() -> Keyring {
@@ -199,4 +201,156 @@ pub async fn queue_contract(queue: Arc<dyn Queue<String>>) {
     for delivery in later {
         queue.ack(&delivery.receipt).await.unwrap();
     }
+}
+
+/// The [`Queue`] contract for grouped messages: a group's messages come in the order sent and none
+/// while an earlier one is in flight, groups are independent of each other, and a message handed
+/// out again counts its receives.
+pub async fn grouped_queue_contract(queue: Arc<dyn Queue<String>>) {
+    let grouped = |group: &str| SendOptions { group: Some(group.to_owned()), delay: Duration::ZERO };
+    for (message, group) in [("a1", "a"), ("a2", "a"), ("b1", "b"), ("a3", "a")] {
+        queue.send_with(&message.to_owned(), grouped(group)).await.unwrap();
+    }
+    // SQS may hand out the groups in separate receives, and several of a group in one.
+    let mut taken = Vec::new();
+    while !(taken.iter().any(|d: &Delivery<String>| d.message == "a1")
+        && taken.iter().any(|d| d.message == "b1"))
+    {
+        let batch = receive_some(&queue).await;
+        assert!(!batch.is_empty(), "both groups' first messages arrive");
+        taken.extend(batch);
+    }
+    let of_a: Vec<_> =
+        taken.iter().filter(|d| d.group.as_deref() == Some("a")).map(|d| d.message.as_str()).collect();
+    assert_eq!(of_a, ["a1", "a2", "a3"][..of_a.len()], "a group's messages in the order sent");
+    assert!(taken.iter().all(|d| d.receives == 1), "first receives: {taken:?}");
+    assert!(
+        queue.receive(10, Duration::from_millis(500)).await.unwrap().is_empty(),
+        "nothing more of a group while an earlier one is in flight"
+    );
+
+    // Given back unhandled, a group's first message comes again, first, and says so.
+    let (of_a, of_b): (Vec<_>, Vec<_>) = taken.into_iter().partition(|d| d.group.as_deref() == Some("a"));
+    queue.ack(&of_b[0].receipt).await.unwrap();
+    for delivery in &of_a {
+        queue.release(&delivery.receipt).await.unwrap();
+    }
+    let mut handled = Vec::new();
+    while handled.len() < 3 {
+        let batch = receive_some(&queue).await;
+        assert!(!batch.is_empty(), "the rest of the group arrives");
+        if handled.is_empty() {
+            assert_eq!((batch[0].message.as_str(), batch[0].receives), ("a1", 2), "{batch:?}");
+        }
+        for delivery in batch {
+            queue.ack(&delivery.receipt).await.unwrap();
+            handled.push(delivery.message);
+        }
+    }
+    assert_eq!(handled, ["a1", "a2", "a3"]);
+}
+
+async fn receive_some(queue: &Arc<dyn Queue<String>>) -> Vec<Delivery<String>> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let batch = queue.receive(10, Duration::from_secs(1)).await.unwrap();
+        if !batch.is_empty() || tokio::time::Instant::now() > deadline {
+            return batch;
+        }
+    }
+}
+
+/// The [`Leases`] contract: host records with growing epochs and moving beats, and instance
+/// leases whose every change is conditional on the fence, with fenced instance writes.
+pub async fn leases_contract(registry: Arc<dyn InstanceRegistry>, leases: Arc<dyn Leases>) {
+    // Host ids are per deployment, and this store may be shared with other suites.
+    let host_id = HostId::new(format!("host-{}", uuid::Uuid::new_v4().simple())).unwrap();
+    let other_id = HostId::new(format!("host-{}", uuid::Uuid::new_v4().simple())).unwrap();
+
+    // Registering: epoch 1 for a new id, a later one on every start.
+    let first = leases.register_host(&host_id, 50, "channel-1").await.unwrap();
+    assert_eq!((first.epoch, first.beat, first.capacity, first.sessions), (1, 0, 50, 0));
+    let other = leases.register_host(&other_id, 10, "channel-2").await.unwrap();
+    let beaten = leases.beat(&first, 3, false).await.unwrap();
+    assert!(beaten.beat > first.beat, "a beat moves the counter");
+    assert_eq!(beaten.sessions, 3);
+    let restarted = leases.register_host(&host_id, 50, "channel-3").await.unwrap();
+    assert_eq!(restarted.epoch, 2);
+    // The earlier start learns it was superseded at its next beat.
+    assert!(matches!(leases.beat(&beaten, 3, false).await, Err(Error::HostSuperseded)));
+    let hosts = leases.hosts().await.unwrap();
+    let ours: Vec<_> = hosts.iter().filter(|h| h.id == host_id || h.id == other_id).collect();
+    assert_eq!(ours.len(), 2, "one record per host: {hosts:?}");
+    assert!(ours.iter().any(|h| h.id == host_id && h.epoch == 2 && h.channel == "channel-3"));
+
+    // Leases: taken on the fence seen, refused on a stale one; released under the next fence.
+    let keys = keys();
+    let acme = account(&keys);
+    registry.insert_account(&acme).await.unwrap();
+    let sales = instance(&keys, &acme.id, "leased");
+    registry.insert_instance(&sales, 10).await.unwrap();
+    assert_eq!(leases.lease(&sales.id).await.unwrap(), Lease::NEVER_TAKEN);
+    let mine = leases.take(&sales.id, &restarted.holder(), &Lease::NEVER_TAKEN).await.unwrap().unwrap();
+    assert_eq!(mine.fence, 1);
+    assert!(mine.is_held_by(&restarted.holder()));
+    assert_eq!(leases.lease(&sales.id).await.unwrap(), mine);
+    assert_eq!(
+        leases.take(&sales.id, &other.holder(), &Lease::NEVER_TAKEN).await.unwrap(),
+        None,
+        "two hosts racing from the same view: one wins"
+    );
+
+    // Fenced writes go through while the lease is the writer's.
+    let at = Utc.with_ymd_and_hms(2026, 2, 1, 0, 0, 0).unwrap();
+    let connecting = InstanceChange::Session {
+        connection: Connection { state: InstanceState::Connecting, ..Connection::default() },
+        profile: Profile::default(),
+    };
+    let written = leases.update_instance_fenced(&sales.id, connecting.clone(), at, &mine).await.unwrap();
+    assert_eq!(written.connection.state, InstanceState::Connecting);
+
+    // Another host takes over from the fence it read; the old holder's writes are refused.
+    let theirs = leases.take(&sales.id, &other.holder(), &mine).await.unwrap().unwrap();
+    assert_eq!(theirs.fence, 2);
+    let open = InstanceChange::Session {
+        connection: Connection { state: InstanceState::Connected, ..Connection::default() },
+        profile: Profile::default(),
+    };
+    assert!(matches!(
+        leases.update_instance_fenced(&sales.id, open.clone(), at, &mine).await,
+        Err(Error::LeaseLost)
+    ));
+    assert_eq!(
+        registry.instance(&sales.id).await.unwrap().unwrap().connection.state,
+        InstanceState::Connecting
+    );
+    assert!(!leases.release(&sales.id, &mine).await.unwrap(), "a lost lease cannot be released");
+    leases.update_instance_fenced(&sales.id, open, at, &theirs).await.unwrap();
+
+    // Which instances a host holds (an index, so it may trail the take by a moment).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let held = leases.held_by(&other_id).await.unwrap();
+        if held == [(sales.id.clone(), theirs.clone())] {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "held_by never showed the take: {held:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(leases.release(&sales.id, &theirs).await.unwrap());
+    let released = leases.lease(&sales.id).await.unwrap();
+    assert_eq!(released, Lease { holder: None, fence: 3 });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !leases.held_by(&other_id).await.unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "a released lease is held by nobody");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A drained host's record goes, but its epoch is kept for its next start.
+    leases.remove_host(&restarted.holder()).await.unwrap();
+    assert!(leases.hosts().await.unwrap().iter().all(|h| h.id != host_id));
+    assert!(matches!(leases.beat(&restarted, 0, true).await, Err(Error::HostSuperseded)));
+    assert_eq!(leases.register_host(&host_id, 50, "channel-4").await.unwrap().epoch, 3);
+    leases.forget(&sales.id).await.unwrap();
+    assert_eq!(leases.lease(&sales.id).await.unwrap(), Lease::NEVER_TAKEN);
 }

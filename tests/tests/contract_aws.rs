@@ -1,8 +1,10 @@
 //! The port contracts on the AWS adapters, against moto: the same suites as `contract_embedded`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use ryze_core::adapters::aws::{self as adapters, DynamoRegistry, S3BlobStore, SqsQueue};
+use ryze_core::adapters::aws::{self as adapters, DynamoRegistry, OrderedAndDelayed, S3BlobStore, SqsQueue};
+use ryze_core::ports::{Queue, SendOptions};
 use ryze_tests::{aws, contract};
 
 #[tokio::test]
@@ -38,5 +40,48 @@ async fn the_sqs_fifo_queue_keeps_the_queue_contract() {
 async fn the_sqs_standard_queue_keeps_the_queue_contract() {
     let (config, resources) = aws::provision().await;
     let sqs = aws_sdk_sqs::Client::new(&config);
-    contract::queue_contract(Arc::new(SqsQueue::standard(sqs, &resources.event_queue_url))).await;
+    contract::queue_contract(Arc::new(SqsQueue::standard(sqs, &resources.delivery_queue_url))).await;
+}
+
+#[tokio::test]
+async fn the_sqs_fifo_queue_keeps_the_grouped_queue_contract() {
+    let (config, resources) = aws::provision().await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let queue = SqsQueue::fifo(sqs, &resources.command_queue_url, |_: &String| "unused".to_owned());
+    contract::grouped_queue_contract(Arc::new(queue)).await;
+}
+
+#[tokio::test]
+async fn the_delivery_queues_keep_order_on_fifo_and_delay_on_standard() {
+    let (config, resources) = aws::provision().await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let queues = || {
+        OrderedAndDelayed::<String>::new(
+            sqs.clone(),
+            &resources.ordered_delivery_queue_url,
+            &resources.delivery_queue_url,
+        )
+    };
+    contract::grouped_queue_contract(Arc::new(queues())).await;
+    contract::queue_contract(Arc::new(queues())).await;
+
+    // A delayed send goes to the standard queue, which holds it back for its delay.
+    let queue = queues();
+    let delayed = SendOptions { group: None, delay: Duration::from_secs(2) };
+    queue.send_with(&"later".to_owned(), delayed).await.unwrap();
+    assert!(queue.receive(10, Duration::ZERO).await.unwrap().is_empty(), "not before its delay");
+    let standard = SqsQueue::<String>::standard(sqs.clone(), &resources.delivery_queue_url);
+    let mut arrived = Vec::new();
+    while arrived.is_empty() {
+        arrived = standard.receive(10, Duration::from_secs(5)).await.unwrap();
+    }
+    assert_eq!(arrived[0].message, "later");
+    assert_eq!(queue.max_delay(), Duration::from_secs(900));
+}
+
+#[tokio::test]
+async fn the_dynamodb_registry_keeps_the_leases_contract() {
+    let (config, resources) = aws::provision().await;
+    let registry = Arc::new(DynamoRegistry::new(aws_sdk_dynamodb::Client::new(&config), &resources.table));
+    contract::leases_contract(registry.clone(), registry).await;
 }

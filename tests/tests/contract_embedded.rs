@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use ryze_core::adapters::embedded::{DirBlobStore, FileRegistry, InProcessQueue};
+use ryze_core::adapters::embedded::{DirBlobStore, EventsDb, FileRegistry, InProcessQueue};
 use ryze_tests::contract;
 
 #[tokio::test]
@@ -26,4 +26,19 @@ async fn the_directory_keeps_the_blob_store_contract() {
 #[tokio::test]
 async fn the_in_process_queue_keeps_the_queue_contract() {
     contract::queue_contract(Arc::new(InProcessQueue::new(100))).await;
+}
+
+#[tokio::test]
+async fn the_durable_queue_keeps_the_queue_contracts() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = EventsDb::open(&dir.path().join("events.db")).unwrap();
+    contract::queue_contract(Arc::new(db.queue::<String>("plain"))).await;
+    contract::grouped_queue_contract(Arc::new(db.queue::<String>("grouped"))).await;
+}
+
+#[tokio::test]
+async fn the_file_registry_keeps_the_leases_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Arc::new(FileRegistry::open(&dir.path().join("ryze.db")).unwrap());
+    contract::leases_contract(registry.clone(), registry).await;
 }

@@ -10,6 +10,7 @@ mod event;
 mod ids;
 mod instance;
 mod integrations;
+mod lease;
 mod settings;
 
 pub use account::{Account, AccountLimits};
@@ -24,4 +25,5 @@ pub use integrations::{
     ChatwootConfig, IntegrationStatus, ProxyConfig, ProxyProtocol, S3Config, SigningSecret, WebhookConfig,
     WebsocketConfig,
 };
+pub use lease::{Holder, HostId, HostRecord, Lease, LeaseTiming, Liveness};
 pub use settings::{Settings, SettingsPatch};

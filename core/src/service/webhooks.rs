@@ -365,12 +365,23 @@ pub async fn redrive(
                     continue;
                 }
             }
-            if let Some(record) = ports.delivery_log.get(key).await?
-                && record.status == DeliveryStatus::Dead
-                && restart_delivery(ports, record, now).await?
-            {
-                count += 1;
-            }
+            let restarted = match ports.delivery_log.get(key).await? {
+                Some(record) if record.status == DeliveryStatus::Dead => {
+                    restart_delivery(ports, record, now).await?
+                }
+                // Restarted by a redrive that stopped before queueing the first attempt (its letter
+                // came back unacknowledged): queued now. A spare first attempt is dropped as stale.
+                Some(record)
+                    if letter.receives > 1
+                        && record.status == DeliveryStatus::Pending
+                        && record.attempts == 0 =>
+                {
+                    ports.deliveries.send(&record.next_attempt()).await?;
+                    true
+                }
+                _ => false,
+            };
+            count += usize::from(restarted);
             ports.dead_deliveries.ack(&letter.receipt).await?;
         }
     }

@@ -4,7 +4,8 @@
 //! The [`LiveHub`] is the dispatcher's [`LiveEvents`] in this process: it keeps, per instance, a
 //! bounded queue per open socket. A socket that does not keep up (its queue full) is dropped rather
 //! than holding up the others or growing without bound. Delivery is live only: an event with no
-//! socket open is not kept. On AWS, API Gateway's WebSocket API plays this part instead.
+//! socket open is not kept. On AWS, API Gateway's WebSocket API plays this part instead ([`aws`]:
+//! its `$connect` and `$disconnect`). Both open a socket only past [`admit`], the API's checks.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,10 +13,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use axum::response::{IntoResponse, Response};
 use ryze_core::domain::{Instance, InstanceId};
 use ryze_core::service::dispatch::LiveEvents;
+use ryze_core::service::{Bucket, RateDecision, Services};
 use tokio::sync::mpsc;
 
+use crate::error::ApiError;
+
+pub mod aws;
 /// The upgrade routes; only `ryze serve` serves them (feature `websocket`), so the Lambda
 /// bootstraps carry no WebSocket code.
 #[cfg(feature = "websocket")]
@@ -25,6 +31,35 @@ pub mod socket;
 pub const SOCKET_BACKLOG: usize = 256;
 /// How often the server pings each socket (API.md: every 30 s).
 pub const PING_EVERY: Duration = Duration::from_secs(30);
+
+/// A caller allowed to open a socket: the instance, and the count the rate limiter took.
+pub struct Admitted {
+    pub instance: Arc<Instance>,
+    pub decision: RateDecision,
+}
+
+/// The API's checks before a socket opens, in its order: the token, the rate limit (an upgrade
+/// counts against it), the instance, then its WebSocket configuration (400 unless enabled). A
+/// refusal is the answer to give, with the rate-limit headers once the caller was counted.
+pub async fn admit(services: &Services, token: Option<&str>, instance: &str) -> Result<Admitted, Response> {
+    let caller = services.auth.resolve(token).await.map_err(|e| ApiError::from(e).into_response())?;
+    let decision = services
+        .limiter
+        .check(&caller, Bucket::Requests)
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?;
+    let refusal = if decision.allowed {
+        match services.instances.open_websocket(&caller, instance).await {
+            Ok(instance) => return Ok(Admitted { instance, decision }),
+            Err(error) => ApiError::from(error),
+        }
+    } else {
+        ApiError::rate_limited()
+    };
+    let mut refusal = refusal.into_response();
+    crate::auth::stamp_rate_headers(refusal.headers_mut(), &decision);
+    Err(refusal)
+}
 
 struct Subscriber {
     id: u64,

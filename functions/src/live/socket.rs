@@ -7,7 +7,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use ryze_core::domain::InstanceId;
-use ryze_core::service::Bucket;
 use serde::Deserialize;
 
 use super::{LiveHub, PING_EVERY};
@@ -41,7 +40,7 @@ pub async fn socket_by_query(
     open(app, query.instance, query.token, &headers, upgrade).await
 }
 
-/// The API's checks, in its order (token, rate limit, instance, configuration), before upgrading.
+/// The API's checks ([`super::admit`]), then the upgrade.
 async fn open(
     app: AppState,
     instance: Option<String>,
@@ -51,32 +50,21 @@ async fn open(
 ) -> Response {
     let Some(hub) = app.live.clone() else { return ApiError::route_not_found().into_response() };
     let token = crate::auth::presented_token(headers).map(str::to_owned).or(query_token);
-    let caller = match app.services.auth.resolve(token.as_deref()).await {
-        Ok(caller) => caller,
-        Err(error) => return ApiError::from(error).into_response(),
-    };
-    let decision = match app.services.limiter.check(&caller, Bucket::Requests).await {
-        Ok(decision) => decision,
-        Err(error) => return ApiError::from(error).into_response(),
-    };
-    if !decision.allowed {
-        let mut refused = ApiError::rate_limited().into_response();
-        crate::auth::stamp_rate_headers(refused.headers_mut(), &decision);
-        return refused;
-    }
     let name = instance.unwrap_or_default();
-    let opened = app.services.instances.open_websocket(&caller, &name).await;
-    let mut response = match (opened, upgrade) {
-        (Err(error), _) => ApiError::from(error).into_response(),
-        (Ok(_), Err(_)) => {
+    let admitted = match super::admit(&app.services, token.as_deref(), &name).await {
+        Ok(admitted) => admitted,
+        Err(refusal) => return refusal,
+    };
+    let mut response = match upgrade {
+        Err(_) => {
             ApiError::new(axum::http::StatusCode::BAD_REQUEST, "WebSocket upgrade required").into_response()
         }
-        (Ok(instance), Ok(upgrade)) => {
-            let id = instance.id.clone();
+        Ok(upgrade) => {
+            let id = admitted.instance.id.clone();
             upgrade.on_upgrade(move |socket| stream(socket, hub, id)).into_response()
         }
     };
-    crate::auth::stamp_rate_headers(response.headers_mut(), &decision);
+    crate::auth::stamp_rate_headers(response.headers_mut(), &admitted.decision);
     response
 }
 

@@ -13,7 +13,8 @@ use ryze_tests::receiver::{Received, Receiver};
 use ryze_tests::{TestAccount, TestApp};
 use serde_json::{Value, json};
 
-const WAIT: Duration = Duration::from_secs(20);
+/// A bound for what should take a second: moto, shared by every suite running at once, is slow.
+const WAIT: Duration = Duration::from_secs(60);
 
 async fn app_with_instance() -> (TestApp, TestAccount, String) {
     let app = TestApp::on(crate::BACKEND).await;
@@ -446,4 +447,82 @@ async fn create_and_configure_say_when_a_webhook_url_is_refused_but_store_it() {
     let token = allowed.create(&account.token, json!({"name": "ev"})).await;
     let ok = configure(&allowed, &token, json!({"enabled": true, "url": "http://127.0.0.1:9/hooks"})).await;
     assert_eq!((ok["webhook"]["status"].clone(), ok["webhook"].get("error")), (json!("ok"), None));
+}
+
+#[tokio::test]
+async fn an_attempt_handed_out_again_queues_what_a_crash_kept_from_following_it() {
+    let (app, account, token) = app_with_instance().await;
+    let receiver = Receiver::start().await;
+    receiver.answer(StatusCode::INTERNAL_SERVER_ERROR);
+    configure(&app, &token, json!({"enabled": true, "url": receiver.url()})).await;
+    let id = instance_id(&app, &account).await;
+    // The dispatcher's own loops are stopped: this test plays the queue's part by hand.
+    let dispatching = app.dispatch("0,1,1");
+    let dispatcher = dispatching.dispatcher.clone();
+    dispatching.stop().await;
+
+    let event = Event::state(id.clone(), &StateChange::Connecting, chrono::Utc::now());
+    dispatcher.on_event(&event).await.unwrap();
+    let first = next_attempt(&app).await;
+    assert_eq!((first.message.attempt, first.receives), (1, 1));
+    dispatcher.on_attempt(&first.message, first.receives).await.unwrap();
+    app.ports.deliveries.ack(&first.receipt).await.unwrap();
+    // The outcome is recorded and the retry queued; the crash takes the retry away.
+    let retry = next_attempt(&app).await;
+    assert_eq!(retry.message.attempt, 2);
+    app.ports.deliveries.ack(&retry.receipt).await.unwrap();
+
+    // Received once, the old attempt is only a stale duplicate: nothing follows.
+    dispatcher.on_attempt(&first.message, 1).await.unwrap();
+    let quiet = app.ports.deliveries.receive(10, Duration::from_millis(1500)).await.unwrap();
+    assert!(quiet.is_empty(), "a stale duplicate queues nothing: {quiet:?}");
+    // Handed out again, as after the crash, it finds its outcome recorded and queues the retry.
+    dispatcher.on_attempt(&first.message, 2).await.unwrap();
+    let requeued = next_attempt(&app).await;
+    assert_eq!(requeued.message.attempt, 2);
+    dispatcher.on_attempt(&requeued.message, requeued.receives).await.unwrap();
+    let entries = logged(&app, &token, "", |e| e.first().is_some_and(|d| d["attempts"] == 2)).await;
+    assert_eq!(entries["deliveries"][0]["status"], "failed");
+    assert_eq!(receiver.received().len(), 2, "one POST per attempt");
+}
+
+async fn next_attempt(app: &TestApp) -> ryze_core::ports::Delivery<ryze_core::domain::DeliveryAttempt> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let mut batch = app.ports.deliveries.receive(1, Duration::from_secs(1)).await.unwrap();
+        if let Some(delivery) = batch.pop() {
+            return delivery;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no attempt was queued");
+    }
+}
+
+#[tokio::test]
+async fn a_redrive_that_stopped_halfway_is_finished_by_the_next() {
+    let (app, account, token) = app_with_instance().await;
+    let receiver = Receiver::start().await;
+    receiver.answer(StatusCode::INTERNAL_SERVER_ERROR);
+    configure(&app, &token, json!({"enabled": true, "url": receiver.url()})).await;
+    let id = instance_id(&app, &account).await;
+    let dispatching = app.dispatch("0");
+    publish(&app, &id, StateChange::Connecting).await;
+    logged(&app, &token, "?status=dead", |entries| entries.len() == 1).await;
+    dispatching.stop().await;
+
+    // A redrive takes the letter and starts the delivery over, then stops before its first
+    // attempt is queued (the attempt is taken away here) and before acknowledging the letter.
+    let letter = app.ports.dead_deliveries.receive(1, Duration::from_secs(2)).await.unwrap().remove(0);
+    let record = app.ports.delivery_log.get(&letter.message.key).await.unwrap().unwrap();
+    let now = chrono::Utc::now();
+    assert!(ryze_core::service::restart_delivery(&app.ports, record, now).await.unwrap());
+    let lost = next_attempt(&app).await;
+    app.ports.deliveries.ack(&lost.receipt).await.unwrap();
+    app.ports.dead_deliveries.release(&letter.receipt).await.unwrap();
+
+    receiver.answer(StatusCode::OK);
+    assert_eq!(ryze_core::service::redrive(&app.ports, None, now).await.unwrap(), 1);
+    let _dispatching = app.dispatch("0");
+    let log =
+        logged(&app, &token, "", |entries| entries.first().is_some_and(|e| e["status"] == "delivered")).await;
+    assert_eq!(log["deliveries"][0]["attempts"], 1);
 }

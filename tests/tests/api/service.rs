@@ -61,7 +61,6 @@ async fn the_docs_page_and_its_assets_are_served_by_the_binary() {
     let assets = [
         ("swagger-ui.css", "text/css"),
         ("swagger-ui-bundle.js", "application/javascript"),
-        ("swagger-ui-standalone-preset.js", "application/javascript"),
         ("swagger-initializer.js", "application/javascript"),
     ];
     for (asset, content_type) in assets {

@@ -9,6 +9,9 @@
 //! | connect request | `CONNECT#{id}`       | `CONNECT`    | `doc`, `outcome`, `expiresAt`             |
 //! | rate counter    | `RATE#{key}#{window}`| `RATE`       | `hits`, `expiresAt`                       |
 //! | delivery        | `DELIVERY#{instance}#{event}` | `DELIVERY#{label}` | `doc`, `rev`, `gsi1pk`/`gsi1sk` (log), `expiresAt` |
+//! | live connection | `LIVE#{instance}`     | `CONNECTION#{id}` | `connection`, `expiresAt`, `gsi1pk`/`gsi1sk` (by id) |
+//! | host            | `HOSTS`              | `HOST#{id}`  | `epoch`, `beat`, `doc` (absent once removed) |
+//! | lease           | `LEASE#{instance}`   | `LEASE`      | `doc`, `fence`, `gsi1pk`/`gsi1sk` (by holder, while held) |
 //!
 //! Records are stored as JSON in `doc`: the domain types own their shape, and every read of a
 //! record wants all of it. Key attributes sit beside it for conditions and queries.
@@ -19,7 +22,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::domain::{AccountId, ConnectRequestId, DeliveryKey, InstanceId, InstanceName};
+use crate::domain::{AccountId, ConnectRequestId, DeliveryKey, HostId, InstanceId, InstanceName};
 use crate::secrets::TokenHash;
 use crate::{Error, Result};
 
@@ -69,6 +72,38 @@ pub fn delivery_key(key: &DeliveryKey) -> Item {
 /// The listing index's partition for an instance's deliveries, sorted by creation.
 pub fn deliveries_of(instance: &InstanceId) -> String {
     format!("DELIVERIES#{instance}")
+}
+
+/// A WebSocket connection on API Gateway, under its instance: the dispatcher reads the partition
+/// (a consistent query) for every event.
+pub fn live_connection_key(instance: &InstanceId, connection: &str) -> Item {
+    key(live_connections_of(instance), format!("CONNECTION#{connection}"))
+}
+
+pub fn live_connections_of(instance: &InstanceId) -> String {
+    format!("LIVE#{instance}")
+}
+
+/// The index partition that finds a connection by its id alone, as `$disconnect` must.
+pub fn live_connection_by_id(connection: &str) -> String {
+    format!("CONNECTION#{connection}")
+}
+
+/// Every host record in one partition: a consistent query reads them all, and a beat is one
+/// update of one item, so heartbeats cost O(hosts).
+pub const HOSTS: &str = "HOSTS";
+
+pub fn host_key(id: &HostId) -> Item {
+    key(HOSTS.into(), format!("HOST#{id}"))
+}
+
+pub fn lease_key(instance: &InstanceId) -> Item {
+    key(format!("LEASE#{instance}"), "LEASE".into())
+}
+
+/// The index partition of the leases a host holds.
+pub fn leases_held_by(host: &HostId) -> String {
+    format!("HELD#{host}")
 }
 
 fn key(pk: String, sk: String) -> Item {

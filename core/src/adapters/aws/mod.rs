@@ -1,13 +1,17 @@
-//! The AWS adapters: the registry and rate counters on one DynamoDB table, the command queue on SQS
-//! FIFO (group = instance), the event queue on SQS with a dead-letter queue, and blobs in S3.
+//! The AWS adapters: the registry, rate counters and delivery log on one DynamoDB table, the command
+//! and event queues on SQS FIFO (group = instance), webhook attempts on a FIFO queue (first
+//! attempts, group = webhook) beside a standard one (delayed retries), and blobs in S3.
 //!
 //! Clients come from the standard AWS environment (region, credentials, `AWS_ENDPOINT_URL` for a
 //! local emulator); resource names come from [`AwsResources`], read from `RYZE_*` variables.
 
 mod blobs;
+mod cache;
 mod counters;
 mod deliveries;
 mod items;
+mod leases;
+mod live;
 pub mod provision;
 mod queue;
 mod registry;
@@ -15,12 +19,14 @@ mod registry;
 use std::sync::Arc;
 
 pub use blobs::S3BlobStore;
+pub use cache::READ_TTL;
 pub use counters::DynamoRateCounter;
 pub use deliveries::DynamoDeliveryLog;
-pub use queue::SqsQueue;
+pub use live::{ApiGatewayLiveEvents, DynamoLiveConnections, LiveOutcome, MAX_CONNECTION_DURATION};
+pub use queue::{OrderedAndDelayed, SqsQueue};
 pub use registry::DynamoRegistry;
 
-use crate::domain::SessionCommand;
+use crate::domain::{Event, SessionCommand};
 use crate::ports::Ports;
 use crate::{Error, Result};
 
@@ -29,8 +35,11 @@ use crate::{Error, Result};
 pub struct AwsResources {
     pub table: String,
     pub command_queue_url: String,
+    /// FIFO: one instance's events reach the dispatcher in the order they happened.
     pub event_queue_url: String,
-    /// Webhook delivery attempts (standard: retries are delayed sends).
+    /// First attempts of webhook deliveries (FIFO, a group per webhook: each gets events in order).
+    pub ordered_delivery_queue_url: String,
+    /// Retries of webhook deliveries (standard: retries are delayed sends).
     pub delivery_queue_url: String,
     /// Its dead-letter queue: deliveries whose schedule ran out.
     pub dead_delivery_queue_url: String,
@@ -38,10 +47,11 @@ pub struct AwsResources {
 }
 
 impl AwsResources {
-    pub const VARIABLES: [&'static str; 6] = [
+    pub const VARIABLES: [&'static str; 7] = [
         "RYZE_TABLE",
         "RYZE_COMMAND_QUEUE_URL",
         "RYZE_EVENT_QUEUE_URL",
+        "RYZE_ORDERED_DELIVERY_QUEUE_URL",
         "RYZE_DELIVERY_QUEUE_URL",
         "RYZE_DEAD_DELIVERY_QUEUE_URL",
         "RYZE_BUCKET",
@@ -54,16 +64,23 @@ impl AwsResources {
             .map(|name| std::env::var(name).ok().filter(|value| !value.is_empty()))
             .collect();
         match values.as_slice() {
-            [Some(table), Some(commands), Some(events), Some(deliveries), Some(dead), Some(bucket)] => {
-                Ok(Self {
-                    table: table.clone(),
-                    command_queue_url: commands.clone(),
-                    event_queue_url: events.clone(),
-                    delivery_queue_url: deliveries.clone(),
-                    dead_delivery_queue_url: dead.clone(),
-                    bucket: bucket.clone(),
-                })
-            }
+            [
+                Some(table),
+                Some(commands),
+                Some(events),
+                Some(ordered),
+                Some(deliveries),
+                Some(dead),
+                Some(bucket),
+            ] => Ok(Self {
+                table: table.clone(),
+                command_queue_url: commands.clone(),
+                event_queue_url: events.clone(),
+                ordered_delivery_queue_url: ordered.clone(),
+                delivery_queue_url: deliveries.clone(),
+                dead_delivery_queue_url: dead.clone(),
+                bucket: bucket.clone(),
+            }),
             _ => {
                 let missing: Vec<_> = Self::VARIABLES
                     .iter()
@@ -82,6 +99,7 @@ impl AwsResources {
             &self.table,
             &self.command_queue_url,
             &self.event_queue_url,
+            &self.ordered_delivery_queue_url,
             &self.delivery_queue_url,
             &self.dead_delivery_queue_url,
             &self.bucket,
@@ -117,8 +135,10 @@ pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
 pub fn ports(config: &aws_config::SdkConfig, resources: &AwsResources) -> Ports {
     let dynamodb = aws_sdk_dynamodb::Client::new(config);
     let sqs = aws_sdk_sqs::Client::new(config);
+    let registry = Arc::new(DynamoRegistry::new(dynamodb.clone(), &resources.table));
     Ports {
-        registry: Arc::new(DynamoRegistry::new(dynamodb.clone(), &resources.table)),
+        registry: registry.clone(),
+        leases: registry,
         counters: Arc::new(DynamoRateCounter::new(dynamodb.clone(), &resources.table)),
         delivery_log: Arc::new(DynamoDeliveryLog::new(dynamodb, &resources.table)),
         commands: Arc::new(SqsQueue::fifo(
@@ -126,8 +146,14 @@ pub fn ports(config: &aws_config::SdkConfig, resources: &AwsResources) -> Ports 
             &resources.command_queue_url,
             |command: &SessionCommand| command.instance().to_string(),
         )),
-        events: Arc::new(SqsQueue::standard(sqs.clone(), &resources.event_queue_url)),
-        deliveries: Arc::new(SqsQueue::standard(sqs.clone(), &resources.delivery_queue_url)),
+        events: Arc::new(SqsQueue::fifo(sqs.clone(), &resources.event_queue_url, |event: &Event| {
+            event.instance.to_string()
+        })),
+        deliveries: Arc::new(OrderedAndDelayed::new(
+            sqs.clone(),
+            &resources.ordered_delivery_queue_url,
+            &resources.delivery_queue_url,
+        )),
         dead_deliveries: Arc::new(SqsQueue::standard(sqs, &resources.dead_delivery_queue_url)),
         blobs: Arc::new(S3BlobStore::new(s3_client(config), &resources.bucket)),
     }

@@ -35,9 +35,11 @@ pub async fn provision(config: &aws_config::SdkConfig, prefix: &str) -> Result<A
     let (command_queue_url, _) =
         create_queue_with_dead_letters(&sqs, &format!("{prefix}-commands"), true, 120, 5).await?;
     let (event_queue_url, _) =
-        create_queue_with_dead_letters(&sqs, &format!("{prefix}-events"), false, 60, 8).await?;
-    // The dispatcher sends exhausted deliveries to the dead-letter queue itself; the redrive policy
-    // catches only messages that keep failing to be handled at all.
+        create_queue_with_dead_letters(&sqs, &format!("{prefix}-events"), true, 60, 8).await?;
+    // The dispatcher sends exhausted deliveries to the dead-letter queue itself; the redrive policies
+    // catch only messages that keep failing to be handled at all.
+    let (ordered_delivery_queue_url, _) =
+        create_queue_with_dead_letters(&sqs, &format!("{prefix}-first-attempts"), true, 60, 8).await?;
     let (delivery_queue_url, dead_delivery_queue_url) =
         create_queue_with_dead_letters(&sqs, &format!("{prefix}-deliveries"), false, 60, 8).await?;
     let bucket = format!("{prefix}-blobs");
@@ -46,6 +48,7 @@ pub async fn provision(config: &aws_config::SdkConfig, prefix: &str) -> Result<A
         table,
         command_queue_url,
         event_queue_url,
+        ordered_delivery_queue_url,
         delivery_queue_url,
         dead_delivery_queue_url,
         bucket,

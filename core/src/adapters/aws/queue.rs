@@ -8,6 +8,9 @@
 //! then stay invisible for the visibility timeout (two minutes of a connect going nowhere). So the
 //! poll runs in its own task, and messages that arrive after their caller left are made visible
 //! again at once. Only a process that exits mid-poll can still leave some hidden.
+//!
+//! [`OrderedAndDelayed`] puts a FIFO queue and a standard one behind one port, for webhook attempts:
+//! SQS FIFO keeps order but cannot delay one message, a standard queue delays but keeps no order.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -17,6 +20,8 @@ use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 
 use super::sdk_error;
 use crate::ports::{Delivery, Queue, Receipt, SendOptions};
@@ -53,7 +58,7 @@ impl<M> SqsQueue<M> {
 }
 
 /// Makes messages nobody will handle visible again now.
-async fn release(client: &Client, url: &str, messages: Vec<aws_sdk_sqs::types::Message>) {
+async fn release(client: &Client, url: &str, messages: Vec<Message>) {
     for receipt in messages.into_iter().filter_map(|m| m.receipt_handle) {
         let released = client
             .change_message_visibility()
@@ -99,7 +104,9 @@ where
             .receive_message()
             .queue_url(&*self.url)
             .max_number_of_messages(max.clamp(1, MAX_BATCH) as i32)
-            .wait_time_seconds(wait_secs);
+            .wait_time_seconds(wait_secs)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId);
         let (answer, answered) = tokio::sync::oneshot::channel();
         let (client, url) = (self.client.clone(), self.url.clone());
         tokio::spawn(async move {
@@ -110,9 +117,16 @@ where
         let output = answered.await.map_err(Error::storage)?.map_err(sdk_error)?;
         let mut deliveries = Vec::new();
         for message in output.messages.unwrap_or_default() {
+            let receives = system_attribute(&message, MessageSystemAttributeName::ApproximateReceiveCount)
+                .and_then(|count| count.parse().ok())
+                .unwrap_or(1);
+            let group =
+                system_attribute(&message, MessageSystemAttributeName::MessageGroupId).map(str::to_owned);
             let Some(receipt) = message.receipt_handle else { continue };
             match message.body.as_deref().map(serde_json::from_str::<M>) {
-                Some(Ok(parsed)) => deliveries.push(Delivery { message: parsed, receipt: Receipt(receipt) }),
+                Some(Ok(parsed)) => {
+                    deliveries.push(Delivery { message: parsed, receipt: Receipt(receipt), receives, group })
+                }
                 // A message no version of this code can read would come back forever: it is left
                 // to the queue's redrive policy, which moves it to the dead-letter queue.
                 _ => {
@@ -144,5 +158,95 @@ where
             .await
             .map_err(sdk_error)?;
         Ok(())
+    }
+}
+
+fn system_attribute(message: &Message, name: MessageSystemAttributeName) -> Option<&str> {
+    message.attributes.as_ref()?.get(&name).map(String::as_str)
+}
+
+/// Webhook attempts on two SQS queues behind one port: grouped sends (first attempts, in order per
+/// webhook) on a FIFO queue, the rest (delayed retries, in no order) on a standard queue.
+pub struct OrderedAndDelayed<M> {
+    ordered: SqsQueue<M>,
+    delayed: SqsQueue<M>,
+}
+
+/// Which of the two queues a receipt came from, kept in front of SQS's receipt handle.
+const ORDERED: &str = "ordered:";
+const DELAYED: &str = "delayed:";
+
+impl<M> OrderedAndDelayed<M> {
+    /// `ordered` must be a FIFO queue (its sends are always grouped), `delayed` a standard one.
+    pub fn new(client: Client, ordered_url: &str, delayed_url: &str) -> Self {
+        fn ungrouped<M>(_: &M) -> String {
+            "ungrouped".to_owned()
+        }
+        Self {
+            ordered: SqsQueue::fifo(client.clone(), ordered_url, ungrouped::<M>),
+            delayed: SqsQueue::standard(client, delayed_url),
+        }
+    }
+
+    fn queue_of(&self, receipt: &Receipt) -> Result<(&SqsQueue<M>, Receipt)> {
+        if let Some(handle) = receipt.0.strip_prefix(ORDERED) {
+            Ok((&self.ordered, Receipt(handle.to_owned())))
+        } else if let Some(handle) = receipt.0.strip_prefix(DELAYED) {
+            Ok((&self.delayed, Receipt(handle.to_owned())))
+        } else {
+            Err(Error::storage("a receipt of neither delivery queue"))
+        }
+    }
+}
+
+fn tagged<M>(deliveries: Vec<Delivery<M>>, tag: &str) -> impl Iterator<Item = Delivery<M>> {
+    deliveries.into_iter().map(move |mut delivery| {
+        delivery.receipt.0.insert_str(0, tag);
+        delivery
+    })
+}
+
+#[async_trait]
+impl<M> Queue<M> for OrderedAndDelayed<M>
+where
+    M: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    async fn send_with(&self, message: &M, options: SendOptions) -> Result<()> {
+        if options.group.is_some() && options.delay.is_zero() {
+            self.ordered.send_with(message, options).await
+        } else {
+            self.delayed.send_with(message, SendOptions { group: None, ..options }).await
+        }
+    }
+
+    fn max_delay(&self) -> Duration {
+        self.delayed.max_delay()
+    }
+
+    /// Looks at both without waiting first; only when both are empty does it wait on both, and
+    /// the poll that loses gives back what it got (see [`SqsQueue::receive`]).
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery<M>>> {
+        let mut batch: Vec<_> = tagged(self.ordered.receive(max, Duration::ZERO).await?, ORDERED).collect();
+        if batch.len() < max {
+            let room = max - batch.len();
+            batch.extend(tagged(self.delayed.receive(room, Duration::ZERO).await?, DELAYED));
+        }
+        if !batch.is_empty() || wait.is_zero() {
+            return Ok(batch);
+        }
+        tokio::select! {
+            ordered = self.ordered.receive(max, wait) => Ok(tagged(ordered?, ORDERED).collect()),
+            delayed = self.delayed.receive(max, wait) => Ok(tagged(delayed?, DELAYED).collect()),
+        }
+    }
+
+    async fn ack(&self, receipt: &Receipt) -> Result<()> {
+        let (queue, receipt) = self.queue_of(receipt)?;
+        queue.ack(&receipt).await
+    }
+
+    async fn release(&self, receipt: &Receipt) -> Result<()> {
+        let (queue, receipt) = self.queue_of(receipt)?;
+        queue.release(&receipt).await
     }
 }

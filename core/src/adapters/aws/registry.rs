@@ -4,7 +4,8 @@
 //! functions and hosts: a create is one transaction that claims the name, the token and a unit of
 //! the account's quota, or nothing; an update is a read and a write conditioned on the revision read.
 //! Reads of single records are consistent. Listing reads the name-sorted index, which trails writes
-//! by a moment (DynamoDB indexes are eventually consistent).
+//! by a moment (DynamoDB indexes are eventually consistent). Token owners and accounts are cached
+//! for a second ([`super::cache`]): every authenticated request reads both.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 
+use super::cache::ReadCache;
 use super::items::{self, Item, n, s};
 use super::sdk_error;
 use crate::domain::{
@@ -28,26 +30,39 @@ use crate::{Error, Result};
 /// How long an unanswered or finished connect request stays before TTL may remove it.
 const CONNECT_REQUEST_TTL_SECS: i64 = 3600;
 /// Attempts of a write that lost a race (a transaction conflict, a revision that moved on).
-const ATTEMPTS: u32 = 8;
+pub(super) const ATTEMPTS: u32 = 8;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DynamoRegistry {
-    client: Client,
-    table: Arc<str>,
+    pub(super) client: Client,
+    pub(super) table: Arc<str>,
+    owners: Arc<ReadCache<TokenHash, TokenOwner>>,
+    accounts: Arc<ReadCache<AccountId, Account>>,
+}
+
+impl std::fmt::Debug for DynamoRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynamoRegistry").field("table", &self.table).finish_non_exhaustive()
+    }
 }
 
 /// Why a transaction was cancelled, item by item (`None` where the item was not the cause).
-enum Cancelled {
+pub(super) enum Cancelled {
     Conditions(Vec<bool>),
     Conflict,
 }
 
 impl DynamoRegistry {
     pub fn new(client: Client, table: &str) -> Self {
-        Self { client, table: table.into() }
+        Self { client, table: table.into(), owners: Arc::default(), accounts: Arc::default() }
     }
 
-    async fn get(&self, key: Item) -> Result<Option<Item>> {
+    /// The account as stored, past the cache.
+    async fn stored_account(&self, id: &AccountId) -> Result<Option<Account>> {
+        self.get(items::account_key(id)).await?.map(|item| items::parse(&item, items::DOC)).transpose()
+    }
+
+    pub(super) async fn get(&self, key: Item) -> Result<Option<Item>> {
         let output = self
             .client
             .get_item()
@@ -60,7 +75,7 @@ impl DynamoRegistry {
         Ok(output.item)
     }
 
-    fn put(&self, item: Item, condition: &str) -> Result<TransactWriteItem> {
+    pub(super) fn put(&self, item: Item, condition: &str) -> Result<TransactWriteItem> {
         let put = Put::builder()
             .table_name(&*self.table)
             .set_item(Some(item))
@@ -77,7 +92,7 @@ impl DynamoRegistry {
     }
 
     /// Runs a transaction; `Err(Ok(cancelled))` tells why DynamoDB refused it.
-    async fn transact(&self, writes: Vec<TransactWriteItem>) -> Result<Result<(), Cancelled>> {
+    pub(super) async fn transact(&self, writes: Vec<TransactWriteItem>) -> Result<Result<(), Cancelled>> {
         let count = writes.len();
         match self.client.transact_write_items().set_transact_items(Some(writes)).send().await {
             Ok(_) => Ok(Ok(())),
@@ -105,7 +120,7 @@ impl DynamoRegistry {
         }
     }
 
-    fn instance_item(instance: &Instance) -> Result<Item> {
+    pub(super) fn instance_item(instance: &Instance) -> Result<Item> {
         Ok(items::with(
             items::instance_key(&instance.id),
             [
@@ -119,7 +134,7 @@ impl DynamoRegistry {
 }
 
 /// A short pause before retrying a write that lost a race, growing with the attempt.
-async fn back_off(attempt: u32) {
+pub(super) async fn back_off(attempt: u32) {
     tokio::time::sleep(Duration::from_millis(5 << attempt.min(6))).await;
 }
 
@@ -155,7 +170,8 @@ impl InstanceRegistry for DynamoRegistry {
     }
 
     async fn update_account_limits(&self, id: &AccountId, limits: AccountLimits) -> Result<Account> {
-        let mut account = self.account(id).await?.ok_or(Error::AccountNotFound)?;
+        self.accounts.forget(id);
+        let mut account = self.stored_account(id).await?.ok_or(Error::AccountNotFound)?;
         account.limits = limits;
         let result = self
             .client
@@ -175,11 +191,26 @@ impl InstanceRegistry for DynamoRegistry {
     }
 
     async fn account(&self, id: &AccountId) -> Result<Option<Account>> {
-        self.get(items::account_key(id)).await?.map(|item| items::parse(&item, items::DOC)).transpose()
+        if let Some(account) = self.accounts.get(id) {
+            return Ok(Some(account));
+        }
+        let account = self.stored_account(id).await?;
+        if let Some(account) = &account {
+            self.accounts.put(id.clone(), account.clone());
+        }
+        Ok(account)
     }
 
     async fn token_owner(&self, hash: &TokenHash) -> Result<Option<TokenOwner>> {
-        self.get(items::token_key(hash)).await?.map(|item| items::parse(&item, "owner")).transpose()
+        if let Some(owner) = self.owners.get(hash) {
+            return Ok(Some(owner));
+        }
+        let owner: Option<TokenOwner> =
+            self.get(items::token_key(hash)).await?.map(|item| items::parse(&item, "owner")).transpose()?;
+        if let Some(owner) = &owner {
+            self.owners.put(hash.clone(), owner.clone());
+        }
+        Ok(owner)
     }
 
     async fn insert_instance(&self, instance: &Instance, quota: u32) -> Result<()> {
@@ -293,6 +324,7 @@ impl InstanceRegistry for DynamoRegistry {
     async fn delete_instance(&self, id: &InstanceId) -> Result<()> {
         for attempt in 0..ATTEMPTS {
             let Some(instance) = self.instance(id).await? else { return Ok(()) };
+            self.owners.forget(&instance.token_hash);
             let quota_release = Update::builder()
                 .table_name(&*self.table)
                 .set_key(Some(items::account_key(&instance.account_id)))

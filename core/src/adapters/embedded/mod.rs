@@ -4,15 +4,20 @@
 //!   while the server runs.
 //! - `blobs/`: credential stores and media, one file each, replaced atomically.
 //! - `seal.key`: the master key, generated on first use, readable by its owner only.
-//! - `events.db`: the event and delivery queues and the delivery log, durable (see [`DurableQueue`]).
+//! - `events.db`: the event and delivery queues and the delivery log, durable (see [`DurableQueue`]),
+//!   on a thread of its own that commits concurrent callers' writes together.
 //! - commands and rate counters live in memory: one process is the whole deployment, and a command
 //!   is worth nothing after a restart.
 
 mod blobs;
 mod counters;
+mod delivery_log;
 mod durable_queue;
+mod group_commit;
+mod leases;
 mod queue;
 mod registry;
+mod take;
 
 use std::io::Write;
 use std::path::Path;
@@ -20,7 +25,8 @@ use std::sync::Arc;
 
 pub use blobs::DirBlobStore;
 pub use counters::MemoryRateCounter;
-pub use durable_queue::{DurableQueue, EventsDb, SqliteDeliveryLog};
+pub use delivery_log::SqliteDeliveryLog;
+pub use durable_queue::{DurableQueue, EventsDb};
 pub use queue::InProcessQueue;
 pub use registry::FileRegistry;
 
@@ -37,8 +43,10 @@ pub fn open(data_dir: &Path) -> Result<Ports> {
     let events_db = data_dir.join("events.db");
     restrict_database(&events_db)?;
     let events = EventsDb::open(&events_db)?;
+    let registry = Arc::new(FileRegistry::open(&data_dir.join("ryze.db"))?);
     Ok(Ports {
-        registry: Arc::new(FileRegistry::open(&data_dir.join("ryze.db"))?),
+        registry: registry.clone(),
+        leases: registry,
         counters: Arc::new(MemoryRateCounter::default()),
         commands: Arc::new(InProcessQueue::new(QUEUE_CAPACITY)),
         events: Arc::new(events.queue("events")),

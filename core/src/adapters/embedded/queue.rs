@@ -71,6 +71,9 @@ impl<M: Clone + Send + Sync + 'static> Queue<M> for InProcessQueue<M> {
                     .map(|message| Delivery {
                         message,
                         receipt: Receipt(self.next_receipt.fetch_add(1, Ordering::Relaxed).to_string()),
+                        // Nothing here is ever handed out twice, nor kept in order by group.
+                        receives: 1,
+                        group: None,
                     })
                     .collect());
             }

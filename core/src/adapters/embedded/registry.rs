@@ -37,6 +37,9 @@ const SCHEMA: &str = "
         id TEXT PRIMARY KEY, account_id TEXT NOT NULL, name TEXT NOT NULL, doc TEXT NOT NULL,
         UNIQUE (account_id, name));
     CREATE TABLE IF NOT EXISTS connect_requests (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS hosts (id TEXT PRIMARY KEY, epoch INTEGER NOT NULL, doc TEXT);
+    CREATE TABLE IF NOT EXISTS leases (instance_id TEXT PRIMARY KEY, host TEXT, fence INTEGER NOT NULL, doc TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS leases_by_host ON leases (host);
 ";
 
 /// How long an account read from SQLite is served from memory: the delay for a limit change made by
@@ -45,10 +48,10 @@ pub const ACCOUNT_TTL: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct FileRegistry {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(super) struct Inner {
     path: std::path::PathBuf,
     /// Idle connections; readers take one, writers hold `writer` as well.
     pool: Mutex<Vec<Connection>>,
@@ -82,15 +85,15 @@ impl InstanceIndex {
     }
 }
 
-fn storage(error: impl Into<crate::error::BoxError>) -> Error {
+pub(super) fn storage(error: impl Into<crate::error::BoxError>) -> Error {
     Error::storage(error)
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
+pub(super) fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(storage)
 }
 
-fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
+pub(super) fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
     serde_json::from_str(text).map_err(storage)
 }
 
@@ -130,7 +133,7 @@ impl FileRegistry {
 
 impl Inner {
     /// Runs `f` on a pooled connection. Reads are point lookups of microseconds, so they run inline.
-    fn with_connection<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+    pub(super) fn with_connection<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
         let pooled = self.pool.lock().map_err(|_| storage("pool poisoned"))?.pop();
         let mut connection = match pooled {
             Some(connection) => connection,
@@ -161,7 +164,7 @@ impl Inner {
 
 impl FileRegistry {
     /// Runs a write on the blocking pool, one at a time; `f` may update the index after committing.
-    async fn write<T: Send + 'static>(
+    pub(super) async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection, &Inner) -> Result<T> + Send + 'static,
     ) -> Result<T> {
@@ -173,6 +176,25 @@ impl FileRegistry {
         .await
         .map_err(storage)?
     }
+}
+
+/// Applies `change` to the instance in SQLite and in memory; the caller holds the writer lock.
+pub(super) fn apply_change(
+    connection: &Connection,
+    inner: &Inner,
+    id: &InstanceId,
+    change: InstanceChange,
+    at: DateTime<Utc>,
+) -> Result<Arc<Instance>> {
+    let current = inner.index()?.by_id.get(id).cloned().ok_or(Error::InstanceNotFound)?;
+    let mut updated = Instance::clone(&current);
+    updated.apply(change, at);
+    connection
+        .execute("UPDATE instances SET doc = ?2 WHERE id = ?1", params![id.as_str(), to_json(&updated)?])
+        .map_err(storage)?;
+    let updated = Arc::new(updated);
+    write_index(&inner.index)?.put(updated.clone());
+    Ok(updated)
 }
 
 fn write_index(index: &RwLock<InstanceIndex>) -> Result<std::sync::RwLockWriteGuard<'_, InstanceIndex>> {
@@ -334,22 +356,7 @@ impl InstanceRegistry for FileRegistry {
         at: DateTime<Utc>,
     ) -> Result<Arc<Instance>> {
         let id = id.clone();
-        self.write(move |connection, inner| {
-            let current = inner.index.read().map_err(|_| storage("index poisoned"))?.by_id.get(&id).cloned();
-            let current = current.ok_or(Error::InstanceNotFound)?;
-            let mut updated = Instance::clone(&current);
-            updated.apply(change, at);
-            connection
-                .execute(
-                    "UPDATE instances SET doc = ?2 WHERE id = ?1",
-                    params![id.as_str(), to_json(&updated)?],
-                )
-                .map_err(storage)?;
-            let updated = Arc::new(updated);
-            write_index(&inner.index)?.put(updated.clone());
-            Ok(updated)
-        })
-        .await
+        self.write(move |connection, inner| apply_change(connection, inner, &id, change, at)).await
     }
 
     async fn delete_instance(&self, id: &InstanceId) -> Result<()> {

@@ -15,6 +15,10 @@
 //! - An attempt message whose number does not follow the record's count is stale and dropped, and
 //!   outcomes are written conditionally on the record's revision, so a redelivered message after a
 //!   crash may repeat one POST (same `webhook-id`) but never forks the schedule.
+//! - The outcome is written before what follows it is queued. A crash between the two leaves the
+//!   attempt's message unacknowledged: handed out again, it finds its outcome recorded and queues
+//!   the follow-up (the next attempt, or the dead-letter queue) once more. Only a message received
+//!   more than once does so, so a spare follow-up is dropped as stale rather than multiplying.
 
 mod runner;
 
@@ -156,10 +160,15 @@ impl Dispatcher {
     }
 
     /// Makes one attempt of a delivery, records its outcome, and schedules what follows: the next
-    /// attempt, or the dead-letter queue. An error leaves the message for its queue to deliver again.
+    /// attempt, or the dead-letter queue. `receives` is how many times the queue has handed this
+    /// message out. An error leaves the message for its queue to deliver again.
     #[tracing::instrument(skip_all, fields(instance = %attempt.key.instance, label = %attempt.key.label, attempt = attempt.attempt))]
-    pub async fn on_attempt(&self, attempt: &DeliveryAttempt) -> Result<()> {
+    pub async fn on_attempt(&self, attempt: &DeliveryAttempt, receives: u32) -> Result<()> {
         let Some(mut record) = self.log.get(&attempt.key).await? else { return Ok(()) };
+        if receives > 1 && record.attempts == attempt.attempt {
+            // Recorded by a receiver that may have stopped before queueing what follows.
+            return self.follow_up(&record).await;
+        }
         let open = matches!(record.status, DeliveryStatus::Pending | DeliveryStatus::Failed);
         if !open || record.attempts + 1 != attempt.attempt {
             tracing::debug!(
@@ -187,12 +196,11 @@ impl Dispatcher {
         record.attempts += 1;
         record.updated_at = self.clock.now();
         record.next_attempt_at = None;
-        let next = match outcome {
+        match outcome {
             Outcome::Delivered(status) => {
                 record.status = DeliveryStatus::Delivered;
                 record.last_status_code = Some(status);
                 record.last_error = None;
-                None
             }
             Outcome::Gone => {
                 let reason = "receiver answered 410 Gone: webhook disabled".to_owned();
@@ -208,12 +216,10 @@ impl Dispatcher {
                 record.status = DeliveryStatus::Dead;
                 record.last_status_code = Some(410);
                 record.last_error = Some(reason);
-                None
             }
             Outcome::Abandoned(reason) => {
                 record.status = DeliveryStatus::Dead;
                 record.last_error = Some(reason.into());
-                None
             }
             Outcome::Failed { status, error } => {
                 record.last_status_code = status;
@@ -222,26 +228,32 @@ impl Dispatcher {
                     Some(wait) => {
                         record.status = DeliveryStatus::Failed;
                         record.next_attempt_at = Some(record.updated_at + wait);
-                        Some(wait)
                     }
-                    None => {
-                        record.status = DeliveryStatus::Dead;
-                        None
-                    }
+                    None => record.status = DeliveryStatus::Dead,
                 }
             }
-        };
+        }
         if !self.log.update(&record, expected).await? {
             tracing::debug!("another worker recorded this attempt first");
             return Ok(());
         }
-        match next {
-            Some(wait) => self.schedule(record.next_attempt(), wait).await,
-            None if record.status == DeliveryStatus::Dead => {
-                tracing::warn!(attempts = record.attempts, error = ?record.last_error, "delivery dead");
-                self.dead.send(&record.next_attempt()).await
+        if record.status == DeliveryStatus::Dead {
+            tracing::warn!(attempts = record.attempts, error = ?record.last_error, "delivery dead");
+        }
+        self.follow_up(&record).await
+    }
+
+    /// Queues what follows a recorded outcome: the next attempt of a failed delivery (at its due
+    /// time), the dead-letter queue for a dead one, nothing for a delivered one.
+    async fn follow_up(&self, record: &DeliveryRecord) -> Result<()> {
+        match record.status {
+            DeliveryStatus::Failed => {
+                let due = record.next_attempt_at.unwrap_or(record.updated_at);
+                let wait = remaining(due, self.clock.now()).unwrap_or_default();
+                self.schedule(record.next_attempt(), wait).await
             }
-            None => Ok(()),
+            DeliveryStatus::Dead => self.dead.send(&record.next_attempt()).await,
+            DeliveryStatus::Pending | DeliveryStatus::Delivered => Ok(()),
         }
     }
 
