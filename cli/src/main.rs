@@ -93,8 +93,9 @@ enum AwsCommand {
 enum Backend {
     /// SQLite, in-process queues and a directory, under `--data-dir`.
     Embedded,
-    /// DynamoDB, SQS and S3 named by `RYZE_TABLE`, `RYZE_COMMAND_QUEUE_URL`, `RYZE_EVENT_QUEUE_URL`,
-    /// `RYZE_BUCKET`, sealed with `RYZE_MASTER_KEY`; the AWS SDK's own variables apply.
+    /// DynamoDB, SQS and S3 named by the `RYZE_*` resource variables that `ryze aws provision`
+    /// prints (`RYZE_TABLE`, the five queue URLs, `RYZE_BUCKET`), sealed with `RYZE_MASTER_KEY`;
+    /// the AWS SDK's own variables apply.
     Aws,
 }
 

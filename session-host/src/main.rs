@@ -1,9 +1,9 @@
 //! `ryze-session-host`: a session host as its own process, as ECS runs it.
 //!
 //! - `ryze-session-host` (or `serve`): takes commands from the SQS command queue and holds the
-//!   WhatsApp sessions, on the AWS adapters configured from the environment (`RYZE_TABLE`,
-//!   `RYZE_COMMAND_QUEUE_URL`, `RYZE_EVENT_QUEUE_URL`, `RYZE_BUCKET`, `RYZE_MASTER_KEY`, and the AWS
-//!   SDK's own variables). Serves `GET /health` on `RYZE_HEALTH_LISTEN`; on SIGTERM stops taking
+//!   WhatsApp sessions, on the AWS adapters configured from the environment (the `RYZE_*` resource
+//!   variables of `ryze aws provision`: the table, the five queue URLs and the bucket;
+//!   `RYZE_MASTER_KEY`; and the AWS SDK's own variables). Serves `GET /health` on `RYZE_HEALTH_LISTEN`; on SIGTERM stops taking
 //!   commands, lets every session save its store and record `disconnected`, and exits.
 //! - `ryze-session-host health`: asks the running host's health endpoint and exits 0 when it is
 //!   serving: the container health check, in an image that has no curl.

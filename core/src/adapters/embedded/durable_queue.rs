@@ -196,8 +196,8 @@ impl<M: DeserializeOwned> DurableQueue<M> {
     /// Takes up to `max` due messages, hiding each; or, with none due, says when one will be.
     async fn look(&self, max: usize) -> Result<(Vec<Delivery<M>>, Option<i64>)> {
         let (queue, now) = (self.name, now_millis());
-        let thread = self.db.thread.clone();
-        let look = self.db.thread.call(move |c| take(c, thread, queue, now, max)).await?;
+        let (thread, arrived) = (self.db.thread.clone(), self.arrived.clone());
+        let look = self.db.thread.call(move |c| take(c, thread, arrived, queue, now, max)).await?;
         look.hidden.claim();
         let mut deliveries = Vec::with_capacity(look.taken.len());
         for Taken { receipt, body, receives, group } in look.taken {

@@ -2,7 +2,10 @@
 //! then ungrouped messages), hiding them for their receiver, and giving them back when the receive
 //! that took them was cancelled before it could hand them out.
 
+use std::sync::Arc;
+
 use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::Notify;
 
 use super::durable_queue::{GROUP_BATCH, VISIBILITY, VISIBILITY_PER_MESSAGE_AHEAD, message_id};
 use super::group_commit::GroupCommit;
@@ -29,6 +32,8 @@ pub(super) struct Look {
 pub(super) struct Unclaimed {
     receipts: Vec<String>,
     thread: GroupCommit,
+    /// The queue's wake-up: a receiver that found these hidden may be waiting for them.
+    arrived: Arc<Notify>,
 }
 
 impl Unclaimed {
@@ -43,6 +48,7 @@ impl Drop for Unclaimed {
             return;
         }
         let receipts = std::mem::take(&mut self.receipts);
+        let arrived = self.arrived.clone();
         let given_back = self.thread.detach(move |connection| {
             for receipt in receipts {
                 let undone = connection.execute(
@@ -54,6 +60,9 @@ impl Drop for Unclaimed {
                     tracing::warn!(%error, "a message of a cancelled receive stays hidden until its timeout");
                 }
             }
+            // A receive that looked while these were hidden sleeps until its deadline unless woken;
+            // its next look is a later job, so it sees this job's commit.
+            arrived.notify_waiters();
         });
         if !given_back {
             tracing::warn!("messages of a cancelled receive stay hidden until their timeout");
@@ -66,6 +75,7 @@ impl Drop for Unclaimed {
 pub(super) fn take(
     connection: &Connection,
     thread: GroupCommit,
+    arrived: Arc<Notify>,
     queue: &'static str,
     now: i64,
     max: usize,
@@ -118,13 +128,17 @@ pub(super) fn take(
     }
     if picked.is_empty() {
         let next_due = next_due(connection, queue, now)?;
-        return Ok(Look { taken: Vec::new(), next_due, hidden: Unclaimed { receipts: Vec::new(), thread } });
+        return Ok(Look {
+            taken: Vec::new(),
+            next_due,
+            hidden: Unclaimed { receipts: Vec::new(), thread, arrived },
+        });
     }
     let mut hide = connection.prepare_cached(
         "UPDATE messages SET visible_at = ?2, receipt = ?3, receives = receives + 1 WHERE id = ?1",
     )?;
     let mut taken = Vec::with_capacity(picked.len());
-    let mut hidden = Unclaimed { receipts: Vec::with_capacity(picked.len()), thread };
+    let mut hidden = Unclaimed { receipts: Vec::with_capacity(picked.len()), thread, arrived };
     for (id, body, receives, group, position) in picked {
         let hidden_for = VISIBILITY + VISIBILITY_PER_MESSAGE_AHEAD * position as u32;
         let receipt = format!("{id}.{}", uuid::Uuid::new_v4().simple());
