@@ -71,30 +71,20 @@ impl DynamoDeliveryLog {
     }
 
     async fn query_all(&self, pk: String, newest_first: bool, floor: Option<String>) -> Result<Vec<Item>> {
-        let mut found = Vec::new();
-        let mut start = None;
-        loop {
-            let mut query = self
-                .client
-                .query()
-                .table_name(&*self.table)
-                .index_name(items::GSI1)
-                .scan_index_forward(!newest_first)
-                .expression_attribute_values(":pk", s(pk.clone()))
-                .set_exclusive_start_key(start);
-            query = match &floor {
-                Some(floor) => query
-                    .key_condition_expression("gsi1pk = :pk AND gsi1sk >= :floor")
-                    .expression_attribute_values(":floor", s(floor.clone())),
-                None => query.key_condition_expression("gsi1pk = :pk"),
-            };
-            let page = query.send().await.map_err(sdk_error)?;
-            found.extend(page.items.unwrap_or_default());
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                return Ok(found);
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&*self.table)
+            .index_name(items::GSI1)
+            .scan_index_forward(!newest_first)
+            .expression_attribute_values(":pk", s(pk));
+        let query = match floor {
+            Some(floor) => query
+                .key_condition_expression("gsi1pk = :pk AND gsi1sk >= :floor")
+                .expression_attribute_values(":floor", s(floor)),
+            None => query.key_condition_expression("gsi1pk = :pk"),
+        };
+        items::all(query).await
     }
 }
 

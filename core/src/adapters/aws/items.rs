@@ -18,10 +18,12 @@
 
 use std::collections::HashMap;
 
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::sdk_error;
 use crate::domain::{AccountId, ConnectRequestId, DeliveryKey, HostId, InstanceId, InstanceName};
 use crate::secrets::TokenHash;
 use crate::{Error, Result};
@@ -126,6 +128,17 @@ pub fn n(number: impl ToString) -> AttributeValue {
 
 pub fn json(value: &impl Serialize) -> Result<AttributeValue> {
     Ok(AttributeValue::S(serde_json::to_string(value).map_err(Error::storage)?))
+}
+
+/// Every item `query` finds, over all its pages.
+pub async fn all(query: QueryFluentBuilder) -> Result<Vec<Item>> {
+    query
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<std::result::Result<Vec<Item>, _>>()
+        .await
+        .map_err(sdk_error)
 }
 
 pub fn string<'a>(item: &'a Item, name: &str) -> Result<&'a str> {

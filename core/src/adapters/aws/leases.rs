@@ -9,14 +9,14 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{ConditionCheck, Put, ReturnValue, TransactWriteItem};
+use aws_sdk_dynamodb::types::ReturnValue;
 use chrono::{DateTime, Utc};
 
 use super::items::{self, Item, n, s};
-use super::registry::{ATTEMPTS, Cancelled, DynamoRegistry, back_off, is_condition_failure};
+use super::registry::{ATTEMPTS, DynamoRegistry, back_off, is_condition_failure};
 use super::sdk_error;
 use crate::domain::{Holder, HostId, HostRecord, Instance, InstanceChange, InstanceId, Lease};
-use crate::ports::{InstanceRegistry, Leases};
+use crate::ports::Leases;
 use crate::{Error, Result};
 
 const EPOCH: &str = "epoch";
@@ -124,28 +124,18 @@ impl Leases for DynamoRegistry {
     }
 
     async fn hosts(&self) -> Result<Vec<HostRecord>> {
+        let query = self
+            .client
+            .query()
+            .table_name(&*self.table)
+            .key_condition_expression("pk = :hosts")
+            .expression_attribute_values(":hosts", s(items::HOSTS))
+            .consistent_read(true);
         let mut hosts = Vec::new();
-        let mut start = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&*self.table)
-                .key_condition_expression("pk = :hosts")
-                .expression_attribute_values(":hosts", s(items::HOSTS))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(sdk_error)?;
-            for item in output.items() {
-                hosts.extend(host_record(item)?);
-            }
-            start = output.last_evaluated_key;
-            if start.is_none() {
-                return Ok(hosts);
-            }
+        for item in items::all(query).await? {
+            hosts.extend(host_record(&item)?);
         }
+        Ok(hosts)
     }
 
     async fn remove_host(&self, holder: &Holder) -> Result<()> {
@@ -184,29 +174,21 @@ impl Leases for DynamoRegistry {
     }
 
     async fn held_by(&self, host: &HostId) -> Result<Vec<(InstanceId, Lease)>> {
-        let mut held = Vec::new();
-        let mut start = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&*self.table)
-                .index_name(items::GSI1)
-                .key_condition_expression("gsi1pk = :held")
-                .expression_attribute_values(":held", s(items::leases_held_by(host)))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(sdk_error)?;
-            for item in output.items() {
+        let query = self
+            .client
+            .query()
+            .table_name(&*self.table)
+            .index_name(items::GSI1)
+            .key_condition_expression("gsi1pk = :held")
+            .expression_attribute_values(":held", s(items::leases_held_by(host)));
+        items::all(query)
+            .await?
+            .iter()
+            .map(|item| {
                 let instance = InstanceId::from_stored(items::string(item, items::GSI1_SK)?);
-                held.push((instance, items::parse(item, items::DOC)?));
-            }
-            start = output.last_evaluated_key;
-            if start.is_none() {
-                return Ok(held);
-            }
-        }
+                Ok((instance, items::parse(item, items::DOC)?))
+            })
+            .collect()
     }
 
     async fn update_instance_fenced(
@@ -216,38 +198,7 @@ impl Leases for DynamoRegistry {
         at: DateTime<Utc>,
         held: &Lease,
     ) -> Result<Arc<Instance>> {
-        for attempt in 0..ATTEMPTS {
-            let mut instance = Arc::unwrap_or_clone(self.instance(id).await?.ok_or(Error::InstanceNotFound)?);
-            let read_revision = instance.revision;
-            instance.apply(change.clone(), at);
-            let fenced = ConditionCheck::builder()
-                .table_name(&*self.table)
-                .set_key(Some(items::lease_key(id)))
-                .condition_expression("fence = :fence")
-                .expression_attribute_values(":fence", n(held.fence))
-                .build()
-                .map_err(Error::storage)?;
-            let put = Put::builder()
-                .table_name(&*self.table)
-                .set_item(Some(Self::instance_item(&instance)?))
-                .condition_expression("rev = :read")
-                .expression_attribute_values(":read", n(read_revision))
-                .build()
-                .map_err(Error::storage)?;
-            let writes = vec![
-                TransactWriteItem::builder().condition_check(fenced).build(),
-                TransactWriteItem::builder().put(put).build(),
-            ];
-            match self.transact(writes).await? {
-                Ok(()) => return Ok(Arc::new(instance)),
-                Err(Cancelled::Conditions(failed)) if failed.first() == Some(&true) => {
-                    return Err(Error::LeaseLost);
-                }
-                // The revision moved on (or the instance went): read again and re-apply.
-                Err(Cancelled::Conditions(_) | Cancelled::Conflict) => back_off(attempt).await,
-            }
-        }
-        Err(Error::storage("fenced instance update kept conflicting with concurrent writes"))
+        self.write_instance(id, change, at, Some(held.fence)).await
     }
 
     async fn forget(&self, instance: &InstanceId) -> Result<()> {

@@ -95,33 +95,23 @@ impl LiveConnections for DynamoLiveConnections {
     }
 
     async fn of_instance(&self, instance: &InstanceId) -> Result<Vec<LiveConnection>> {
+        let query = self
+            .client
+            .query()
+            .table_name(&*self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(items::live_connections_of(instance)))
+            .consistent_read(true);
         let now = Utc::now();
         let mut found = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&*self.table)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(items::live_connections_of(instance)))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(sdk_error)?;
-            for item in page.items.unwrap_or_default() {
-                let expires_at = expiry(&item)?;
-                if expires_at > now {
-                    let id = ConnectionId(items::string(&item, CONNECTION)?.to_owned());
-                    found.push(LiveConnection { instance: instance.clone(), id, expires_at });
-                }
-            }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                return Ok(found);
+        for item in items::all(query).await? {
+            let expires_at = expiry(&item)?;
+            if expires_at > now {
+                let id = ConnectionId(items::string(&item, CONNECTION)?.to_owned());
+                found.push(LiveConnection { instance: instance.clone(), id, expires_at });
             }
         }
+        Ok(found)
     }
 
     async fn delete(&self, connection: &LiveConnection) -> Result<()> {

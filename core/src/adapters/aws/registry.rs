@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{ConditionCheck, Delete, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 
 use super::cache::ReadCache;
@@ -117,6 +117,79 @@ impl DynamoRegistry {
                 }
                 _ => Err(sdk_error(error)),
             },
+        }
+    }
+
+    /// Reads the instance, applies `change` and writes it back if its revision did not move on
+    /// meanwhile (else reads again). With `fence`, the write also requires the instance's lease to
+    /// still have that fence, in one transaction: `Error::LeaseLost` when it moved on.
+    pub(super) async fn write_instance(
+        &self,
+        id: &InstanceId,
+        change: InstanceChange,
+        at: DateTime<Utc>,
+        fence: Option<u64>,
+    ) -> Result<Arc<Instance>> {
+        for attempt in 0..ATTEMPTS {
+            let mut instance = Arc::unwrap_or_clone(self.instance(id).await?.ok_or(Error::InstanceNotFound)?);
+            let read_revision = instance.revision;
+            instance.apply(change.clone(), at);
+            let written = match fence {
+                None => self.put_instance_if_unchanged(&instance, read_revision).await?,
+                Some(fence) => self.put_instance_fenced(&instance, read_revision, fence).await?,
+            };
+            if written {
+                return Ok(Arc::new(instance));
+            }
+            // The revision moved on (or the instance went): read again and re-apply.
+            back_off(attempt).await;
+        }
+        Err(Error::storage("instance update kept conflicting with concurrent writes"))
+    }
+
+    /// One conditional put: `false` when the stored revision is no longer `read_revision`.
+    async fn put_instance_if_unchanged(&self, instance: &Instance, read_revision: u64) -> Result<bool> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&*self.table)
+            .set_item(Some(Self::instance_item(instance)?))
+            .condition_expression("rev = :read")
+            .expression_attribute_values(":read", n(read_revision))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error) if is_condition_failure(&error) => Ok(false),
+            Err(error) => Err(sdk_error(error)),
+        }
+    }
+
+    /// The put and a check of the lease's fence in one transaction: `Error::LeaseLost` when the
+    /// fence moved on, `false` when only the revision did.
+    async fn put_instance_fenced(&self, instance: &Instance, read_revision: u64, fence: u64) -> Result<bool> {
+        let fenced = ConditionCheck::builder()
+            .table_name(&*self.table)
+            .set_key(Some(items::lease_key(&instance.id)))
+            .condition_expression("fence = :fence")
+            .expression_attribute_values(":fence", n(fence))
+            .build()
+            .map_err(Error::storage)?;
+        let put = Put::builder()
+            .table_name(&*self.table)
+            .set_item(Some(Self::instance_item(instance)?))
+            .condition_expression("rev = :read")
+            .expression_attribute_values(":read", n(read_revision))
+            .build()
+            .map_err(Error::storage)?;
+        let writes = vec![
+            TransactWriteItem::builder().condition_check(fenced).build(),
+            TransactWriteItem::builder().put(put).build(),
+        ];
+        match self.transact(writes).await? {
+            Ok(()) => Ok(true),
+            Err(Cancelled::Conditions(failed)) if failed.first() == Some(&true) => Err(Error::LeaseLost),
+            Err(Cancelled::Conditions(_) | Cancelled::Conflict) => Ok(false),
         }
     }
 
@@ -276,19 +349,14 @@ impl InstanceRegistry for DynamoRegistry {
     }
 
     async fn instances(&self, account: &AccountId) -> Result<Vec<Arc<Instance>>> {
-        let pages = self
+        let query = self
             .client
             .query()
             .table_name(&*self.table)
             .index_name(items::GSI1)
             .key_condition_expression("gsi1pk = :account")
-            .expression_attribute_values(":account", s(items::instances_of(account)))
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<std::result::Result<Vec<Item>, _>>()
-            .await
-            .map_err(sdk_error)?;
+            .expression_attribute_values(":account", s(items::instances_of(account)));
+        let pages = items::all(query).await?;
         pages.iter().map(|item| items::parse(item, items::DOC).map(Arc::new)).collect()
     }
 
@@ -298,27 +366,7 @@ impl InstanceRegistry for DynamoRegistry {
         change: InstanceChange,
         at: DateTime<Utc>,
     ) -> Result<Arc<Instance>> {
-        for attempt in 0..ATTEMPTS {
-            let mut instance = Arc::unwrap_or_clone(self.instance(id).await?.ok_or(Error::InstanceNotFound)?);
-            let read_revision = instance.revision;
-            instance.apply(change.clone(), at);
-            let result = self
-                .client
-                .put_item()
-                .table_name(&*self.table)
-                .set_item(Some(Self::instance_item(&instance)?))
-                .condition_expression("rev = :read")
-                .expression_attribute_values(":read", n(read_revision))
-                .send()
-                .await;
-            match result {
-                Ok(_) => return Ok(Arc::new(instance)),
-                // Another writer moved the revision on (or deleted it): read again and re-apply.
-                Err(error) if is_condition_failure(&error) => back_off(attempt).await,
-                Err(error) => return Err(sdk_error(error)),
-            }
-        }
-        Err(Error::storage("instance update kept conflicting with concurrent writes"))
+        self.write_instance(id, change, at, None).await
     }
 
     async fn delete_instance(&self, id: &InstanceId) -> Result<()> {
