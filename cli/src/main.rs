@@ -279,7 +279,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Backend::Aws => (None, args.data.data_dir.join(format!("sessions-{}", std::process::id()))),
     };
 
-    let host_config = args.host.config(&work_dir)?;
+    let mut host_config = args.host.config(&work_dir)?;
+    if args.data.backend == Backend::Embedded {
+        // One machine is the whole fleet: its host keeps one name, and a stop keeps the sessions'
+        // leases for the next start to resume (the in-memory command queue would lose a handover).
+        if args.host.host_id.is_none() {
+            host_config.host_id = ryze_core::domain::HostId::new("local").expect("a valid host id");
+        }
+        host_config.hand_over_on_stop = false;
+    }
     let (ports, keys) = open_store(&args.data).await?;
     // A poll of the embedded store is a SQLite point read: polling often costs nothing and takes the
     // code to the caller sooner. On DynamoDB each poll is a billed consistent read.

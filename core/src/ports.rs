@@ -172,6 +172,12 @@ pub trait Queue<M: Send + Sync + 'static>: Send + Sync {
         Duration::MAX
     }
 
+    /// How long a receive its caller dropped may still take messages (handing them back when it
+    /// returns): a process that exits sooner leaves those hidden until their visibility timeout.
+    fn abandoned_receive_window(&self) -> Duration {
+        Duration::ZERO
+    }
+
     /// Waits up to `wait` for at most `max` messages. Cancel safe: a receive dropped while waiting
     /// takes nothing off the queue.
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery<M>>>;
@@ -185,6 +191,22 @@ pub trait Queue<M: Send + Sync + 'static>: Send + Sync {
 
 /// Commands for the session hosts (on AWS: SQS FIFO, group = instance).
 pub type CommandQueue = dyn Queue<SessionCommand>;
+
+/// Each session host's own command queue: how a command for a live session reaches the host that
+/// holds it (DESIGN.md "Commands for a live session reach its owner"). Its address is in the
+/// host's record; a host that takes over from a dead one drains the dead one's channel and closes it.
+#[async_trait]
+pub trait CommandChannels: Send + Sync {
+    /// Opens `host`'s channel, creating it if needed, and returns its address.
+    async fn open(&self, host: &HostId) -> Result<String>;
+
+    /// The channel at `address`, as [`Self::open`] returned it.
+    fn channel(&self, address: &str) -> Result<Arc<CommandQueue>>;
+
+    /// Removes the channel at `address` with whatever it still holds. Removing what is not there
+    /// succeeds.
+    async fn close(&self, address: &str) -> Result<()>;
+}
 
 /// Events for the dispatcher (on AWS: SQS with a dead-letter queue).
 pub type EventQueue = dyn Queue<Event>;
@@ -327,6 +349,8 @@ pub struct Ports {
     pub leases: Arc<dyn Leases>,
     pub counters: Arc<dyn RateCounter>,
     pub commands: Arc<CommandQueue>,
+    /// The hosts' own command queues.
+    pub channels: Arc<dyn CommandChannels>,
     pub events: Arc<EventQueue>,
     pub deliveries: Arc<DeliveryQueue>,
     pub dead_deliveries: Arc<DeliveryQueue>,

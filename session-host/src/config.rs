@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use ryze_core::domain::{HostId, LeaseTiming};
 
 use crate::HostError;
 
@@ -26,6 +27,10 @@ pub struct HostConfig {
     pub reconnect_budget: Duration,
     /// How long after a change the credential store is saved.
     pub persist_debounce: Duration,
+    /// How long a logged-in socket may bring nothing in before the session calls it dead, reports
+    /// `connecting` and makes the client dial again (`RYZE_DEAD_SOCKET_SECS`). Noticed within a
+    /// third more (see `liveness`); zero turns the watchdog off.
+    pub dead_socket_after: Duration,
     /// Sessions this host holds at most; connects beyond it are refused.
     pub max_sessions: usize,
     /// Where running clients keep their working copy of the credential store.
@@ -33,6 +38,16 @@ pub struct HostConfig {
     /// Trust roots for HTTPS proxies besides the web PKI's (a private CA), from
     /// `RYZE_PROXY_CA_FILE`.
     pub proxy_roots: Vec<CertificateDer<'static>>,
+    /// This host's name in the fleet (`RYZE_HOST_ID`): stable across restarts where the
+    /// deployment has one, so that a restart resumes what the last start held.
+    pub host_id: HostId,
+    /// The heartbeat interval and the lease period.
+    pub lease: LeaseTiming,
+    /// On stop, hand every session to the fleet (release its lease and queue its reconnect)
+    /// rather than keep it for this host's next start: true where other hosts share the queue.
+    pub hand_over_on_stop: bool,
+    /// Client starts per second, host-wide (`RYZE_CONNECTS_PER_SECOND`); 0 for no pace.
+    pub connects_per_second: u32,
 }
 
 impl HostConfig {
@@ -43,9 +58,14 @@ impl HostConfig {
             qr_budget: Duration::from_secs(60),
             reconnect_budget: Duration::from_secs(120),
             persist_debounce: Duration::from_secs(3),
+            dead_socket_after: Duration::from_secs(30),
             max_sessions: 10_000,
             work_dir,
             proxy_roots: Vec::new(),
+            host_id: HostId::generate(),
+            lease: LeaseTiming::default(),
+            hand_over_on_stop: true,
+            connects_per_second: 25,
         }
     }
 }

@@ -1,25 +1,35 @@
-//! The fleet supervisor: takes commands off the command queue and routes each to its instance's
-//! session actor, creating actors for connects and reconnects, within the host's capacity.
+//! The fleet supervisor: this host's membership loop and the map of its live sessions.
 //!
-//! It alone owns the map of live sessions. An actor that ends hands back the commands that reached
-//! it too late, and they are routed again, so none is lost between an actor's end and its removal.
+//! - It joins the fleet (a host record with a new epoch and its own command channel), beats every
+//!   [`LeaseTiming::beat`], and takes over the leases of hosts it judged dead, and of its own
+//!   earlier start, resuming each session from its saved store.
+//! - Connects and reconnects come off the shared command queue, taken only while the host has
+//!   room; commands for its sessions come through its channel. A session starts only under a
+//!   lease this host holds; a command for an instance a live host holds goes on to that host.
+//! - It alone owns the map of live sessions. An actor that ends hands back the commands that
+//!   reached it too late, and they are routed again, so none is lost between an actor's end and
+//!   its removal.
+//! - On stop it keeps beating while the sessions hand over (or, with no fleet to hand over to,
+//!   keep their leases for the next start), then leaves.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use ryze_core::domain::{ConnectOutcome, InstanceId, SessionCommand};
+use ryze_core::domain::{ConnectOutcome, Holder, HostRecord, InstanceId, Lease, SessionCommand};
 use ryze_core::ports::{CommandQueue, Delivery, Ports};
 use ryze_core::secrets::Keyring;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::HostError;
 use crate::client::ClientFactory;
 use crate::config::HostConfig;
-use crate::session::{Finished, MAILBOX, Session};
+use crate::membership::{Claim, Membership};
+use crate::pacing::Pacer;
+use crate::session::{Finished, MAILBOX, Session, Start};
 
 /// What every session of a host shares.
 pub struct HostContext<F> {
@@ -27,6 +37,9 @@ pub struct HostContext<F> {
     pub keys: Arc<Keyring>,
     pub config: HostConfig,
     pub factory: F,
+    /// Spaces the host's client starts, so that a takeover of a thousand sessions does not dial
+    /// them all at once.
+    pub(crate) pacer: Pacer,
 }
 
 /// How long one receive waits on the command queue (a long poll on SQS).
@@ -34,13 +47,28 @@ const RECEIVE_WAIT: Duration = Duration::from_secs(20);
 /// How long the sessions get to save their stores and stop when the host stops.
 const DRAIN_BUDGET: Duration = Duration::from_secs(25);
 
-/// How many sessions a host holds, readable while it runs (health checks, scaling metrics).
-#[derive(Debug, Clone, Default)]
-pub struct SessionsGauge(Arc<AtomicUsize>);
+/// How many sessions a host holds, readable while it runs (health checks, scaling metrics) and
+/// watchable (scale-in protection follows it).
+#[derive(Debug, Clone)]
+pub struct SessionsGauge(Arc<watch::Sender<usize>>);
+
+impl Default for SessionsGauge {
+    fn default() -> Self {
+        Self(Arc::new(watch::Sender::new(0)))
+    }
+}
 
 impl SessionsGauge {
     pub fn get(&self) -> usize {
-        self.0.load(Ordering::Relaxed)
+        *self.0.borrow()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<usize> {
+        self.0.subscribe()
+    }
+
+    fn set(&self, sessions: usize) {
+        self.0.send_if_modified(|held| std::mem::replace(held, sessions) != sessions);
     }
 }
 
@@ -56,12 +84,24 @@ pub struct SessionHost<F: ClientFactory> {
 struct LiveSession {
     generation: u64,
     mailbox: mpsc::Sender<SessionCommand>,
+    /// Cancelled when the host learns the lease moved on: the session stops its client at once.
+    lost: CancellationToken,
+}
+
+/// The host's view while it runs: its membership and its channel.
+struct Running {
+    membership: Membership,
+    channel: Arc<CommandQueue>,
+    /// When a beat last went through; a host that cannot beat for a lease period gives its
+    /// sessions up, since others may have judged it dead.
+    last_beat: Instant,
 }
 
 impl<F: ClientFactory> SessionHost<F> {
     pub fn new(ports: Ports, keys: Arc<Keyring>, config: HostConfig, factory: F) -> Self {
+        let pacer = Pacer::new(config.connects_per_second);
         Self {
-            ctx: Arc::new(HostContext { ports, keys, config, factory }),
+            ctx: Arc::new(HostContext { ports, keys, config, factory, pacer }),
             sessions: HashMap::new(),
             gauge: SessionsGauge::default(),
             tasks: JoinSet::new(),
@@ -73,52 +113,314 @@ impl<F: ClientFactory> SessionHost<F> {
         self.gauge.clone()
     }
 
-    /// Serves commands until `shutdown` is cancelled, then stops every session (each saves its
-    /// credential store and records `disconnected`) before returning.
-    #[tracing::instrument(name = "session_host", skip_all)]
+    fn has_room(&self) -> bool {
+        self.sessions.len() < self.ctx.config.max_sessions
+    }
+
+    /// Serves commands until `shutdown` is cancelled, then hands every session over (each saves
+    /// its credential store first) before returning.
+    #[tracing::instrument(name = "session_host", skip_all, fields(host = %self.ctx.config.host_id))]
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), HostError> {
-        tracing::info!(max_sessions = self.ctx.config.max_sessions, "session host started");
+        let config = &self.ctx.config;
+        let ports = &self.ctx.ports;
+        let fail = |what: &str, error: ryze_core::Error| HostError::Fleet(format!("{what}: {error}"));
+        let address =
+            ports.channels.open(&config.host_id).await.map_err(|e| fail("opening the channel", e))?;
+        let channel = ports.channels.channel(&address).map_err(|e| fail("opening the channel", e))?;
+        let membership = Membership::join(
+            ports.leases.clone(),
+            &config.host_id,
+            config.max_sessions,
+            &address,
+            config.lease,
+        )
+        .await
+        .map_err(|e| fail("joining the fleet", e))?;
+        tracing::info!(max_sessions = config.max_sessions, "session host started");
+        let mut running = Running { membership, channel, last_beat: Instant::now() };
         let sessions_stop = shutdown.child_token();
-        // One receive stays in flight across loop turns. Dropping it is safe (the port promises
-        // that), but on SQS a dropped long poll runs on until it returns and hands its messages
-        // back, so restarting it whenever a session ends would only delay commands.
-        let mut receiving = Box::pin(receive(self.ctx.ports.commands.clone()));
+        if let Some(earlier) = running.membership.earlier_starts() {
+            self.take_over(&mut running, &earlier, None, &sessions_stop).await;
+        }
+
+        // One receive per queue stays in flight across loop turns. Dropping one is safe (the port
+        // promises that), but on SQS a dropped long poll runs on until it returns and hands its
+        // messages back, so restarting it whenever a session ends would only delay commands.
+        let mut shared = Box::pin(receive(self.ctx.ports.commands.clone()));
+        let mut own = Box::pin(receive(running.channel.clone()));
+        let mut beats = tokio::time::interval(running.membership.timing().beat);
+        beats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let room = self.has_room();
             tokio::select! {
-                received = &mut receiving => match received {
-                    Ok(batch) => {
-                        receiving.set(receive(self.ctx.ports.commands.clone()));
-                        for delivery in batch {
-                            self.route(delivery.message, &sessions_stop).await;
-                            if let Err(error) = self.ctx.ports.commands.ack(&delivery.receipt).await {
-                                tracing::warn!(%error, "command not acknowledged");
-                            }
-                        }
+                received = &mut shared, if room => {
+                    shared.set(receive(self.ctx.ports.commands.clone()));
+                    self.handle(&running, self.ctx.ports.commands.clone(), received, &sessions_stop).await;
+                }
+                received = &mut own => {
+                    own.set(receive(running.channel.clone()));
+                    self.handle(&running, running.channel.clone(), received, &sessions_stop).await;
+                }
+                _ = beats.tick() => {
+                    if !self.beat(&mut running, false, &sessions_stop).await {
+                        break;
                     }
-                    Err(error) => {
-                        tracing::error!(%error, "command queue unavailable");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        receiving.set(receive(self.ctx.ports.commands.clone()));
-                    }
-                },
-                Some(done) = self.tasks.join_next() => self.on_finished(done, &sessions_stop).await,
+                }
+                Some(done) = self.tasks.join_next() => self.on_finished(&running, done, &sessions_stop).await,
                 () = shutdown.cancelled() => break,
             }
-            self.gauge.0.store(self.sessions.len(), Ordering::Relaxed);
+            self.gauge.set(self.sessions.len());
         }
-        sessions_stop.cancel();
-        let drained =
-            tokio::time::timeout(DRAIN_BUDGET, async { while self.tasks.join_next().await.is_some() {} })
-                .await;
-        if drained.is_err() {
-            tracing::warn!(left = self.tasks.len(), "sessions still stopping at the deadline; aborted");
-            self.tasks.abort_all();
-        }
+        drop((shared, own));
+        self.drain(&mut running, &sessions_stop).await;
         tracing::info!("session host stopped");
         Ok(())
     }
 
-    async fn route(&mut self, command: SessionCommand, stop: &CancellationToken) {
+    /// Lets every session hand over or keep its lease, beating meanwhile (a host that stops beating
+    /// mid-drain would be judged dead with clients still running), then leaves the fleet.
+    ///
+    /// A handed-over session's reconnect goes straight to a peer's channel, spread over the peers
+    /// with room: on the shared queue this host's own abandoned long poll could take it and hide
+    /// it for a visibility timeout once the process is gone. With no peer it goes to the shared
+    /// queue, and the host waits for its abandoned poll to return (and hand back) first.
+    async fn drain(&mut self, running: &mut Running, sessions_stop: &CancellationToken) {
+        let me = running.membership.holder();
+        let peers: Vec<String> = match running.membership.leases().hosts().await {
+            Ok(hosts) => hosts
+                .into_iter()
+                .filter(|host| host.holder() != me && host.has_room() && host.beat > 0)
+                .map(|host| host.channel)
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        if let Err(error) = running.membership.beat(self.sessions.len(), true).await {
+            tracing::warn!(%error, "draining not announced");
+        }
+        sessions_stop.cancel();
+        let deadline = Instant::now() + DRAIN_BUDGET;
+        let mut beats = tokio::time::interval(running.membership.timing().beat);
+        let (mut handed, mut to_shared_queue) = (0usize, false);
+        while !self.tasks.is_empty() {
+            tokio::select! {
+                done = self.tasks.join_next() => if let Some(Ok(finished)) = done {
+                    self.sessions.remove(&finished.instance);
+                    if finished.handed_over {
+                        let command = SessionCommand::Reconnect { instance: finished.instance.clone() };
+                        let peer = (!peers.is_empty()).then(|| &peers[handed % peers.len()]);
+                        handed += 1;
+                        let sent = match peer {
+                            Some(address) => self.send_to(address, &command).await,
+                            None => Err(ryze_core::Error::storage("no peer")),
+                        };
+                        if sent.is_err() {
+                            to_shared_queue = true;
+                            if let Err(error) = self.ctx.ports.commands.send(&command).await {
+                                tracing::error!(%error, instance = %finished.instance, "handover lost; a reconnect call resumes it");
+                            }
+                        }
+                    }
+                    to_shared_queue |= !finished.leftovers.is_empty();
+                    self.pass_on(finished.leftovers).await;
+                },
+                _ = beats.tick() => {
+                    if let Err(error) = running.membership.beat(self.tasks.len(), true).await {
+                        tracing::warn!(%error, "beat while draining failed");
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(left = self.tasks.len(), "sessions still stopping at the deadline; aborted");
+                    self.tasks.abort_all();
+                    break;
+                }
+            }
+        }
+        self.gauge.set(0);
+        tracing::info!(handed, peers = peers.len(), "sessions handed over");
+        // What still waits in this host's channel is for sessions it no longer runs.
+        let channel = running.channel.clone();
+        if let Ok(left) = channel.receive(10, Duration::ZERO).await {
+            to_shared_queue |= !left.is_empty();
+            for delivery in left {
+                self.pass_on(vec![delivery.message]).await;
+                let _ = channel.ack(&delivery.receipt).await;
+            }
+        }
+        let window = self.ctx.ports.commands.abandoned_receive_window();
+        if to_shared_queue && self.ctx.config.hand_over_on_stop && !window.is_zero() {
+            tracing::info!(?window, "waiting for the abandoned poll to hand back what it took");
+            tokio::time::sleep(window.min(RECEIVE_WAIT) + Duration::from_secs(1)).await;
+        }
+        if !self.ctx.config.hand_over_on_stop {
+            // The leases stay with this host's name, for its next start to resume.
+            return;
+        }
+        let address = running.membership.record().channel.clone();
+        if let Err(error) = self.ctx.ports.channels.close(&address).await {
+            tracing::warn!(%error, "channel not removed");
+        }
+        if let Err(error) = running.membership.leave().await {
+            tracing::warn!(%error, "host record not removed; others will judge it dead");
+        }
+    }
+
+    /// One heartbeat and what follows from it; `false` when this host must stop serving.
+    async fn beat(&mut self, running: &mut Running, draining: bool, stop: &CancellationToken) -> bool {
+        match running.membership.beat(self.sessions.len(), draining).await {
+            Ok(dead) => {
+                running.last_beat = Instant::now();
+                self.check_leases(running).await;
+                for host in dead {
+                    tracing::warn!(dead = %host.id, epoch = host.epoch, "host judged dead; taking over");
+                    self.take_over(running, &host.holder(), Some(&host), stop).await;
+                }
+                true
+            }
+            Err(ryze_core::Error::HostSuperseded) => {
+                tracing::error!("this host was judged dead and replaced; its sessions stop now");
+                self.lose_all();
+                false
+            }
+            Err(error) => {
+                tracing::error!(%error, "heartbeat failed");
+                if running.last_beat.elapsed() >= running.membership.timing().lease {
+                    tracing::error!("no heartbeat for a lease period; sessions given up");
+                    self.lose_all();
+                }
+                true
+            }
+        }
+    }
+
+    fn lose_all(&mut self) {
+        for live in self.sessions.values() {
+            live.lost.cancel();
+        }
+    }
+
+    /// Stops the sessions whose lease moved on while this host was not looking (paused, cut off).
+    async fn check_leases(&mut self, running: &Running) {
+        if self.sessions.is_empty() {
+            return;
+        }
+        let me = running.membership.holder();
+        let held = match running.membership.leases().held_by(&me.host).await {
+            Ok(held) => held,
+            Err(error) => return tracing::warn!(%error, "leases unreadable"),
+        };
+        let mine: std::collections::HashSet<&InstanceId> =
+            held.iter().filter(|(_, lease)| lease.is_held_by(&me)).map(|(instance, _)| instance).collect();
+        for (instance, live) in &self.sessions {
+            if mine.contains(instance) {
+                continue;
+            }
+            // The index may lag a take of this host's own: only a consistent read decides.
+            match running.membership.leases().lease(instance).await {
+                Ok(lease) if !lease.is_held_by(&me) => {
+                    tracing::warn!(%instance, "lease taken by another host; session stops");
+                    live.lost.cancel();
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, %instance, "lease unreadable"),
+            }
+        }
+    }
+
+    /// Takes over the leases `gone` left, as many as this host's share of the room allows, and
+    /// resumes each session; with `record` (another host, dead) re-routes what waited in its
+    /// channel and removes it once nothing is left under its name.
+    async fn take_over(
+        &mut self,
+        running: &mut Running,
+        gone: &Holder,
+        record: Option<&HostRecord>,
+        stop: &CancellationToken,
+    ) {
+        let orphans = match running.membership.orphans_of(gone).await {
+            Ok(orphans) => orphans,
+            Err(error) => return tracing::error!(%error, "orphaned leases unreadable"),
+        };
+        let share = self.share_of(running, orphans.len()).await;
+        let mut taken = 0;
+        for (instance, orphaned) in &orphans {
+            if taken >= share || !self.has_room() {
+                break;
+            }
+            if self.sessions.contains_key(instance) {
+                continue;
+            }
+            match running.membership.adopt(instance, orphaned).await {
+                Ok(Some(lease)) => {
+                    self.spawn(instance.clone(), lease, Start::Resume, stop);
+                    taken += 1;
+                }
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, %instance, "lease not taken over"),
+            }
+        }
+        if taken > 0 {
+            tracing::info!(taken, of = orphans.len(), from = %gone.host, "sessions taken over");
+        }
+        let Some(record) = record else { return };
+        if let Ok(channel) = self.ctx.ports.channels.channel(&record.channel) {
+            while let Ok(batch) = channel.receive(10, Duration::ZERO).await {
+                if batch.is_empty() {
+                    break;
+                }
+                for delivery in batch {
+                    self.route(running, delivery.message, stop).await;
+                    let _ = channel.ack(&delivery.receipt).await;
+                }
+            }
+        }
+        match running.membership.orphans_of(gone).await {
+            Ok(left) if left.is_empty() => {
+                if let Err(error) = self.ctx.ports.channels.close(&record.channel).await {
+                    tracing::warn!(%error, "dead host's channel not removed");
+                }
+                if let Err(error) = running.membership.bury(record).await {
+                    tracing::warn!(%error, "dead host not removed");
+                }
+            }
+            // The rest is for hosts with more room, or for this one's next beat.
+            _ => {}
+        }
+    }
+
+    /// How many of `orphans` this host takes in one pass: an even share among the live hosts with
+    /// room, so that a dead host's sessions spread over the fleet instead of filling the first
+    /// host that noticed. What the others do not take is left for the next beat.
+    async fn share_of(&self, running: &Running, orphans: usize) -> usize {
+        let hosts = running.membership.leases().hosts().await.unwrap_or_default();
+        let me = running.membership.holder();
+        let others = hosts.iter().filter(|h| h.holder() != me && h.has_room() && h.beat > 0).count();
+        orphans.div_ceil(others + 1).max(1)
+    }
+
+    async fn handle(
+        &mut self,
+        running: &Running,
+        queue: Arc<CommandQueue>,
+        received: ryze_core::Result<Vec<Delivery<SessionCommand>>>,
+        stop: &CancellationToken,
+    ) {
+        match received {
+            Ok(batch) => {
+                for delivery in batch {
+                    self.route(running, delivery.message, stop).await;
+                    if let Err(error) = queue.ack(&delivery.receipt).await {
+                        tracing::warn!(%error, "command not acknowledged");
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "command queue unavailable");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+
+    async fn route(&mut self, running: &Running, command: SessionCommand, stop: &CancellationToken) {
         let instance = command.instance().clone();
         let command = match self.sessions.get(&instance) {
             Some(live) => match live.mailbox.send(command).await {
@@ -131,40 +433,89 @@ impl<F: ClientFactory> SessionHost<F> {
             },
             None => command,
         };
-        // Logout, delete and settings need a live session; without one the control plane's own
-        // work is all there is to do.
-        if !matches!(command, SessionCommand::Connect { .. } | SessionCommand::Reconnect { .. }) {
-            return;
-        }
-        if self.sessions.len() >= self.ctx.config.max_sessions {
-            tracing::warn!(%instance, "at capacity; command refused");
-            if let SessionCommand::Connect { request, .. } = &command {
-                let outcome = ConnectOutcome::Failed { reason: "session host at capacity".into() };
-                if let Err(error) = self.ctx.ports.registry.answer_connect_request(request, outcome).await {
-                    tracing::error!(%error, "connect request not answered");
-                }
+        let starts = matches!(command, SessionCommand::Connect { .. } | SessionCommand::Reconnect { .. });
+        if starts && !self.has_room() {
+            // Another host with room takes it; this one stops taking from the shared queue.
+            tracing::info!(%instance, "at capacity; command left to the fleet");
+            if let Err(error) = self.ctx.ports.commands.send(&command).await {
+                tracing::error!(%error, "command lost at capacity");
+                self.refuse(&command, "session host at capacity").await;
             }
             return;
         }
+        let claim = if starts { running.membership.claim(&instance).await.map(Some) } else { Ok(None) };
+        match claim {
+            Ok(Some(Claim::Mine(lease))) => self.spawn(instance, lease, Start::Command(command), stop),
+            Ok(Some(Claim::Elsewhere(owner))) => self.forward(&owner, command).await,
+            // Logout, delete and settings need a live session; without one here, the owner (if
+            // any) gets it, and without an owner the control plane's own work is all there is.
+            Ok(None) => match ryze_core::service::routing::owner_channel(&self.ctx.ports, &instance).await {
+                Ok(Some(address)) if address != running.membership.record().channel => {
+                    if let Err(error) = self.send_to(&address, &command).await {
+                        tracing::warn!(%error, %instance, "command not passed on to its owner");
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, %instance, "owner unknown; command dropped"),
+            },
+            Err(error) => {
+                tracing::error!(%error, %instance, "lease unavailable");
+                self.refuse(&command, "instance lease unavailable").await;
+            }
+        }
+    }
+
+    async fn forward(&self, owner: &HostRecord, command: SessionCommand) {
+        if let Err(error) = self.send_to(&owner.channel, &command).await {
+            tracing::warn!(%error, owner = %owner.id, "command not passed on to its owner");
+            self.refuse(&command, "the host running the session is unreachable").await;
+        }
+    }
+
+    async fn send_to(&self, address: &str, command: &SessionCommand) -> ryze_core::Result<()> {
+        self.ctx.ports.channels.channel(address)?.send(command).await
+    }
+
+    /// Answers a connect that cannot be served now, so that its caller learns at once.
+    async fn refuse(&self, command: &SessionCommand, reason: &str) {
+        if let SessionCommand::Connect { request, .. } = command {
+            let outcome = ConnectOutcome::Failed { reason: reason.into() };
+            if let Err(error) = self.ctx.ports.registry.answer_connect_request(request, outcome).await {
+                tracing::error!(%error, "connect request not answered");
+            }
+        }
+    }
+
+    /// Commands a session got too late, after this host stopped serving: for the next owner.
+    async fn pass_on(&self, commands: Vec<SessionCommand>) {
+        for command in commands {
+            if let Err(error) = ryze_core::service::routing::send_command(&self.ctx.ports, &command).await {
+                tracing::error!(%error, "command lost while stopping");
+            }
+        }
+    }
+
+    fn spawn(&mut self, instance: InstanceId, lease: Lease, start: Start, stop: &CancellationToken) {
         let generation = self.next_generation;
         self.next_generation += 1;
         let (mailbox, commands) = mpsc::channel(MAILBOX);
-        let session = Session::new(instance.clone(), generation, self.ctx.clone(), commands, stop.clone());
-        self.tasks.spawn(session.run());
-        // A fresh mailbox has room: this cannot wait.
-        if mailbox.send(command).await.is_ok() {
-            self.sessions.insert(instance, LiveSession { generation, mailbox });
-        }
+        let lost = CancellationToken::new();
+        let session = Session::new(
+            instance.clone(),
+            generation,
+            lease,
+            self.ctx.clone(),
+            commands,
+            stop.clone(),
+            lost.clone(),
+        );
+        self.tasks.spawn(session.run(start));
+        self.sessions.insert(instance, LiveSession { generation, mailbox, lost });
     }
-}
 
-async fn receive(commands: Arc<CommandQueue>) -> ryze_core::Result<Vec<Delivery<SessionCommand>>> {
-    commands.receive(10, RECEIVE_WAIT).await
-}
-
-impl<F: ClientFactory> SessionHost<F> {
     async fn on_finished(
         &mut self,
+        running: &Running,
         done: Result<Finished, tokio::task::JoinError>,
         stop: &CancellationToken,
     ) {
@@ -175,7 +526,7 @@ impl<F: ClientFactory> SessionHost<F> {
                     self.sessions.remove(&finished.instance);
                 }
                 for command in finished.leftovers {
-                    self.route(command, stop).await;
+                    self.route(running, command, stop).await;
                 }
             }
             Err(error) => {
@@ -186,4 +537,8 @@ impl<F: ClientFactory> SessionHost<F> {
             }
         }
     }
+}
+
+async fn receive(commands: Arc<CommandQueue>) -> ryze_core::Result<Vec<Delivery<SessionCommand>>> {
+    commands.receive(10, RECEIVE_WAIT).await
 }

@@ -9,14 +9,22 @@
 //! Layout:
 //! - [`fleet`]: [`SessionHost`], the supervisor that routes commands to sessions.
 //! - `session`: the per-instance actor: states, codes, settings, credential persistence.
+//! - `membership`: the host's record, heartbeat, liveness view and lease claims; `pacing`: the
+//!   host-wide pace of client starts.
 //! - [`client`]: the seam between a session and its WhatsApp client.
-//! - [`whatsapp`]: that seam on whatsapp-rust; [`proxy`]: its socket through HTTP/HTTPS/SOCKS5 proxies.
+//! - [`whatsapp`]: that seam on whatsapp-rust; [`proxy`]: its socket through HTTP/HTTPS/SOCKS5 proxies;
+//!   `liveness`: its dead-socket watchdog.
 //! - [`config`]: the host's configuration and the WhatsApp address rule.
+//! - [`protection`]: ECS task scale-in protection while the host holds sessions.
 //! - [`runtime`]: the flags and shutdown signal of a process that runs a host.
 
 pub mod client;
 pub mod config;
 pub mod fleet;
+mod liveness;
+mod membership;
+mod pacing;
+pub mod protection;
 pub mod proxy;
 pub mod runtime;
 mod session;
@@ -34,4 +42,6 @@ pub enum HostError {
     Client(String),
     #[error("proxy: {0}")]
     Proxy(String),
+    #[error("fleet: {0}")]
+    Fleet(String),
 }

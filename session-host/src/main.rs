@@ -4,7 +4,8 @@
 //!   WhatsApp sessions, on the AWS adapters configured from the environment (the `RYZE_*` resource
 //!   variables of `ryze aws provision`: the table, the five queue URLs and the bucket;
 //!   `RYZE_MASTER_KEY`; and the AWS SDK's own variables). Serves `GET /health` on `RYZE_HEALTH_LISTEN`; on SIGTERM stops taking
-//!   commands, lets every session save its store and record `disconnected`, and exits.
+//!   commands, lets every session save its store and hand itself to the fleet, and exits. While it
+//!   holds sessions it keeps ECS task scale-in protection on (`protection`).
 //! - `ryze-session-host health`: asks the running host's health endpoint and exits 0 when it is
 //!   serving: the container health check, in an image that has no curl.
 //!
@@ -26,6 +27,7 @@ use ryze_core::secrets::{Keyring, MasterKey};
 use ryze_core::telemetry::{self, LogFormat};
 use ryze_session_host::SessionHost;
 use ryze_session_host::fleet::SessionsGauge;
+use ryze_session_host::protection::{self, ProtectionConfig, TaskProtection};
 use ryze_session_host::runtime::{HostArgs, shutdown_signal};
 use ryze_session_host::whatsapp::WhatsAppFactory;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -95,13 +97,24 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         axum::serve(listener, health).with_graceful_shutdown(stop.clone().cancelled_owned()).into_future(),
     );
     if let Some(service) = cli.metrics_service {
-        tokio::spawn(publish_sessions_metric(service, gauge, stop.clone()));
+        tokio::spawn(publish_sessions_metric(service, gauge.clone(), stop.clone()));
     }
+    // Scale-in and deployments leave a task alone while it holds sessions; off once drained.
+    let protection = tokio::spawn(protection::keep(
+        TaskProtection::from_env()?,
+        ProtectionConfig::default(),
+        gauge.subscribe(),
+        stop.clone(),
+    ));
     let host = tokio::spawn(host.run(stop.clone()));
     shutdown_signal().await;
-    tracing::info!("stopping: sessions save their stores");
+    tracing::info!("stopping: sessions save their stores and go to other hosts");
     stop.cancel();
     host.await??;
+    // The drain brought the count to 0: protection goes off (three tries at most, 5 s each).
+    if tokio::time::timeout(Duration::from_secs(20), protection).await.is_err() {
+        tracing::warn!("scale-in protection not turned off in time; it expires by itself");
+    }
     health.await??;
     tracing::info!("stopped");
     Ok(())

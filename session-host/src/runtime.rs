@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use ryze_core::domain::{HostId, LeaseTiming};
+
 use crate::HostError;
 use crate::config::{HostConfig, WHATSAPP_URL, WhatsAppUrl, read_pem_certificates};
 
@@ -20,12 +22,33 @@ pub struct HostArgs {
     /// How long a QR login waits for a scan, in seconds.
     #[arg(long, env = "RYZE_QR_BUDGET_SECS", default_value_t = 60)]
     pub qr_budget_secs: u64,
+    /// Seconds a logged-in WhatsApp socket may bring nothing in before it is dropped and dialled
+    /// again (noticed within a third more); 0 turns the watchdog off.
+    #[arg(long, env = "RYZE_DEAD_SOCKET_SECS", default_value_t = 30)]
+    pub dead_socket_secs: u64,
     /// Sessions this process holds at most.
     #[arg(long, env = "RYZE_MAX_SESSIONS", default_value_t = 10_000)]
     pub max_sessions: usize,
     /// PEM file of extra trust roots for HTTPS proxies (a private CA).
     #[arg(long, env = "RYZE_PROXY_CA_FILE")]
     pub proxy_ca_file: Option<std::path::PathBuf>,
+    /// This host's name in the fleet (1 to 64 of A-Z a-z 0-9 - _ .); a new one per start when
+    /// unset. A stable name lets a restart resume what the last start held.
+    #[arg(long, env = "RYZE_HOST_ID", value_parser = parse_host_id)]
+    pub host_id: Option<HostId>,
+    /// Seconds between heartbeats.
+    #[arg(long, env = "RYZE_HEARTBEAT_SECS", default_value_t = 5)]
+    pub heartbeat_secs: u64,
+    /// Seconds a host's heartbeat may stand still before others take its sessions over.
+    #[arg(long, env = "RYZE_LEASE_SECS", default_value_t = 15)]
+    pub lease_secs: u64,
+    /// Client starts per second, host-wide (resumes and takeovers included); 0 for no pace.
+    #[arg(long, env = "RYZE_CONNECTS_PER_SECOND", default_value_t = 25)]
+    pub connects_per_second: u32,
+}
+
+fn parse_host_id(text: &str) -> Result<HostId, String> {
+    HostId::new(text).ok_or_else(|| "1 to 64 of A-Z a-z 0-9 - _ .".to_owned())
 }
 
 fn parse_web_version(text: &str) -> Result<(u32, u32, u32), String> {
@@ -45,7 +68,21 @@ impl HostArgs {
         let mut config = HostConfig::new(url, work_dir.to_owned());
         config.web_version = self.whatsapp_web_version.unwrap_or(config.web_version);
         config.qr_budget = Duration::from_secs(self.qr_budget_secs);
+        config.dead_socket_after = Duration::from_secs(self.dead_socket_secs);
         config.max_sessions = self.max_sessions;
+        if let Some(id) = &self.host_id {
+            config.host_id = id.clone();
+        }
+        if self.heartbeat_secs == 0 || self.lease_secs < 2 * self.heartbeat_secs {
+            return Err(HostError::Config(
+                "RYZE_LEASE_SECS must be at least twice RYZE_HEARTBEAT_SECS".into(),
+            ));
+        }
+        config.lease = LeaseTiming {
+            beat: Duration::from_secs(self.heartbeat_secs),
+            lease: Duration::from_secs(self.lease_secs),
+        };
+        config.connects_per_second = self.connects_per_second;
         if let Some(path) = &self.proxy_ca_file {
             config.proxy_roots = read_pem_certificates(path)?;
         }

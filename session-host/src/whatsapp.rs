@@ -4,7 +4,10 @@
 //! Facts of whatsapp-rust 0.7.0 this relies on: `Client::disconnect` is terminal (a restart builds a
 //! new `Bot` on the same store); failed socket opens are only logged by the client, so our transport
 //! factory reports them itself; events of the bus are delivered in order to a handler subscribed on
-//! the client; `logout` unlinks the device but leaves the keys in the store, which the session wipes.
+//! the client; `logout` unlinks the device but leaves the keys in the store, which the session wipes;
+//! a socket that stays open but silent is noticed late and without a `Disconnected` event, so each
+//! client gets our own watchdog (`liveness`), which drops it with `reconnect_immediately` (the
+//! client's own dead-socket path: the run loop dials again at once, with no backoff).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
@@ -21,6 +24,8 @@ use whatsapp_rust::transport::{
     from_websocket,
 };
 use whatsapp_rust::types::events::{ConnectFailureReason, Event, EventHandler};
+use whatsapp_rust::wacore::iq::keepalive::KeepaliveSpec;
+use whatsapp_rust::wacore::iq::spec::IqSpec;
 use whatsapp_rust::wacore::store::DevicePropsOverride;
 use whatsapp_rust::wacore::store::device::default_history_sync_config;
 use whatsapp_rust::wacore::types::call::CallAction;
@@ -30,6 +35,7 @@ use whatsapp_rust::{Client, Jid, TokioRuntime};
 use crate::HostError;
 use crate::client::{CallOffer, ClientEvent, ClientFactory, IncomingMessage, SessionClient, StartSpec};
 use crate::config::{HostConfig, WhatsAppUrl};
+use crate::liveness::{self, Line, Mark};
 use crate::proxy::{ProxySpec, open_tunnel};
 
 /// How long a pairing-code request waits for the socket to be up.
@@ -40,6 +46,8 @@ pub struct WhatsAppFactory {
     url: WhatsAppUrl,
     web_version: (u32, u32, u32),
     work_dir: PathBuf,
+    /// How long a socket may stay silent before the watchdog drops it; zero: no watchdog.
+    dead_socket_after: Duration,
     /// TLS to HTTPS proxies: the web PKI's roots and the deployment's own.
     proxy_tls: Arc<rustls::ClientConfig>,
 }
@@ -60,6 +68,7 @@ impl WhatsAppFactory {
             url: config.whatsapp_url.clone(),
             web_version: config.web_version,
             work_dir: config.work_dir.clone(),
+            dead_socket_after: config.dead_socket_after,
             proxy_tls: Arc::new(proxy_tls),
         })
     }
@@ -70,8 +79,18 @@ pub struct WhatsAppClient {
     client: Arc<Client>,
     handle: Mutex<Option<BotHandle>>,
     store_path: PathBuf,
+    /// The dead-socket watchdog, ended with the client.
+    watchdog: Option<tokio::task::AbortHandle>,
     /// Keeps our event handler subscribed for the client's life.
     _subscription: whatsapp_rust::wacore::types::events::Subscription,
+}
+
+impl Drop for WhatsAppClient {
+    fn drop(&mut self) {
+        if let Some(watchdog) = &self.watchdog {
+            watchdog.abort();
+        }
+    }
 }
 
 impl ClientFactory for WhatsAppFactory {
@@ -125,6 +144,10 @@ impl ClientFactory for WhatsAppFactory {
         }
         let bot = builder.build().await.map_err(client_error)?;
         let client = bot.client();
+        let watchdog = (!self.dead_socket_after.is_zero()).then(|| {
+            let watch = liveness::watch(Arc::downgrade(&client), self.dead_socket_after, events.clone());
+            tokio::spawn(watch).abort_handle()
+        });
         let subscription =
             client.subscribe_handler(Arc::new(Forwarder { events, client: Arc::downgrade(&client) }));
         let handle = bot.spawn();
@@ -133,6 +156,7 @@ impl ClientFactory for WhatsAppFactory {
                 client,
                 handle: Mutex::new(Some(handle)),
                 store_path,
+                watchdog,
                 _subscription: subscription,
             },
             receiver,
@@ -185,10 +209,37 @@ impl SessionClient for WhatsAppClient {
     }
 
     async fn stop(&self) {
+        // First, so no reconnect of ours races the shutdown.
+        if let Some(watchdog) = &self.watchdog {
+            watchdog.abort();
+        }
         if let Some(handle) = self.handle.lock().await.take() {
             handle.shutdown().await;
         }
         remove_store_files(&self.store_path).await;
+    }
+}
+
+/// The watchdog's view of the client: its receive counters while logged in, its keepalive ping,
+/// and the drop the client's own keepalive does on a dead socket.
+impl Line for Client {
+    fn heard(&self) -> Option<Mark> {
+        if !(self.is_connected() && self.is_logged_in()) {
+            return None;
+        }
+        // Frames count once processed; the receive time moves as soon as bytes arrive.
+        let stats = self.stats();
+        Some((stats.frames_received, stats.last_data_received_ms))
+    }
+
+    async fn ping(self: Arc<Self>, within: Duration) {
+        if let Err(error) = self.send_iq(KeepaliveSpec::with_timeout(within).build_iq()).await {
+            tracing::debug!(%error, "watchdog ping unanswered");
+        }
+    }
+
+    async fn drop_socket(self: Arc<Self>) {
+        self.reconnect_immediately().await;
     }
 }
 

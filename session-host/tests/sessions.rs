@@ -4,150 +4,28 @@
 // The scripted client and the harness are test code: a failed step should panic right there.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use ryze_core::adapters::embedded;
 use ryze_core::domain::{
-    AccountId, ConnectOutcome, ConnectRequest, ConnectRequestId, Connection, Event, Instance, InstanceId,
-    InstanceName, InstanceState, LoginMethod, PhoneNumber, SessionCommand, Settings,
+    AccountId, ConnectOutcome, ConnectRequest, ConnectRequestId, Connection, Event, HostId, Instance,
+    InstanceId, InstanceName, InstanceState, LoginMethod, PhoneNumber, SessionCommand, Settings,
 };
 use ryze_core::ports::{BlobKey, Ports};
 use ryze_core::secrets::{Keyring, MasterKey};
-use ryze_session_host::client::{
-    CallOffer, ClientEvent, ClientFactory, IncomingMessage, SessionClient, StartSpec,
-};
-use ryze_session_host::{HostConfig, HostError, SessionHost, WhatsAppUrl};
+use ryze_session_host::client::{CallOffer, ClientEvent, IncomingMessage};
+use ryze_session_host::{HostConfig, SessionHost, WhatsAppUrl};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// What the scripted client was asked to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Call {
-    PairingCode(String),
-    Presence(bool),
-    Reject(String),
-    SendText(String, String),
-    MarkRead(String),
-    Logout,
-    Stop,
-}
-
-/// What a scripted client was asked, in order; tests await what they expect in it.
-#[derive(Default)]
-struct CallLog {
-    calls: Mutex<Vec<Call>>,
-    changed: tokio::sync::Notify,
-    /// Snapshots taken so far, so that each store the client hands out differs.
-    snapshots: std::sync::atomic::AtomicUsize,
-}
-
-impl CallLog {
-    fn push(&self, call: Call) {
-        self.calls.lock().unwrap().push(call);
-        self.changed.notify_waiters();
-    }
-
-    fn snapshot(&self) -> Vec<Call> {
-        self.calls.lock().unwrap().clone()
-    }
-
-    fn contains(&self, call: &Call) -> bool {
-        self.calls.lock().unwrap().contains(call)
-    }
-
-    /// Waits until the log is exactly `expected`.
-    async fn wait_for(&self, expected: &[Call]) {
-        let reached = async {
-            loop {
-                // Registered before looking, so a push between the look and the wait still wakes us.
-                let changed = self.changed.notified();
-                tokio::pin!(changed);
-                changed.as_mut().enable();
-                if self.snapshot() == expected {
-                    return;
-                }
-                changed.await;
-            }
-        };
-        tokio::time::timeout(WAIT, reached)
-            .await
-            .unwrap_or_else(|_| panic!("calls {:?}, not {expected:?}, within 5 s", self.snapshot()));
-    }
-}
-
-/// One started client: the spec it got, the sender that plays its events, and its call log.
-struct Started {
-    spec: StartSpec,
-    events: mpsc::UnboundedSender<ClientEvent>,
-    calls: Arc<CallLog>,
-}
-
-struct ScriptedFactory {
-    started: mpsc::UnboundedSender<Started>,
-}
-
-struct ScriptedClient {
-    calls: Arc<CallLog>,
-}
-
-impl ScriptedClient {
-    fn log(&self, call: Call) {
-        self.calls.push(call);
-    }
-}
-
-impl ClientFactory for ScriptedFactory {
-    type Client = ScriptedClient;
-
-    async fn start(
-        &self,
-        spec: StartSpec,
-    ) -> Result<(ScriptedClient, mpsc::UnboundedReceiver<ClientEvent>), HostError> {
-        let (events, receiver) = mpsc::unbounded_channel();
-        let calls = Arc::new(CallLog::default());
-        self.started.send(Started { spec, events, calls: calls.clone() }).unwrap();
-        Ok((ScriptedClient { calls }, receiver))
-    }
-}
-
-impl SessionClient for ScriptedClient {
-    async fn request_pairing_code(&self, phone: &str) -> Result<String, HostError> {
-        self.log(Call::PairingCode(phone.to_owned()));
-        Ok("ABCD1234".into())
-    }
-    async fn set_presence(&self, available: bool) -> Result<(), HostError> {
-        self.log(Call::Presence(available));
-        Ok(())
-    }
-    async fn reject_call(&self, call: &CallOffer) -> Result<(), HostError> {
-        self.log(Call::Reject(call.call_id.clone()));
-        Ok(())
-    }
-    async fn send_text(&self, to: &str, text: &str) -> Result<(), HostError> {
-        self.log(Call::SendText(to.to_owned(), text.to_owned()));
-        Ok(())
-    }
-    async fn mark_read(&self, message: &IncomingMessage) -> Result<(), HostError> {
-        self.log(Call::MarkRead(message.id.clone()));
-        Ok(())
-    }
-    /// A store whose bytes tell one snapshot from the next (`credential store #N`).
-    async fn snapshot(&self) -> Result<Vec<u8>, HostError> {
-        let n = self.calls.snapshots.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(format!("credential store #{n}").into_bytes())
-    }
-    async fn logout(&self) {
-        self.log(Call::Logout);
-    }
-    async fn stop(&self) {
-        self.log(Call::Stop);
-    }
-}
+mod scripted;
+use scripted::{Call, ScriptedFactory, Started};
 
 struct Harness {
     ports: Ports,
+    keys: Arc<Keyring>,
     instance: InstanceId,
     started: mpsc::UnboundedReceiver<Started>,
     shutdown: CancellationToken,
@@ -165,6 +43,17 @@ impl Harness {
         let name = InstanceName::parse("sales").unwrap();
         let instance = Instance::new(AccountId::generate(), name, "token", &keys, Utc::now());
         ports.registry.insert_instance(&instance, 10).await.unwrap();
+        Self::on(ports, keys, instance.id, dir, adjust)
+    }
+
+    /// A host on existing state (a restart).
+    fn on(
+        ports: Ports,
+        keys: Arc<Keyring>,
+        instance: InstanceId,
+        dir: tempfile::TempDir,
+        adjust: impl FnOnce(&mut HostConfig),
+    ) -> Self {
         let mut config =
             HostConfig::new(WhatsAppUrl::parse("ws://127.0.0.1:1/ws/chat").unwrap(), dir.path().join("work"));
         adjust(&mut config);
@@ -174,7 +63,7 @@ impl Harness {
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let host = tokio::spawn(async move { host.run(token).await.unwrap() });
-        Self { ports, instance: instance.id, started, shutdown, host, _dir: dir }
+        Self { ports, keys, instance, started, shutdown, host, _dir: dir }
     }
 
     async fn send(&self, command: SessionCommand) {
@@ -490,17 +379,50 @@ impl Harness {
 }
 
 #[tokio::test]
-async fn a_host_stopping_saves_every_session_and_records_disconnected() {
+async fn a_host_stopping_saves_every_session_and_hands_it_to_the_fleet() {
     let mut harness = Harness::new(|_| {}).await;
     let client = pair(&mut harness).await;
     let before = harness.store().await.expect("saved after pairing");
     let (ports, instance) = (harness.ports.clone(), harness.instance.clone());
+    assert!(ports.leases.lease(&instance).await.unwrap().holder.is_some(), "run under a lease");
     let _dir = harness.stop().await;
     let state = ports.registry.instance(&instance).await.unwrap().unwrap().connection.state;
-    assert_eq!(state, InstanceState::Disconnected);
+    assert_eq!(state, InstanceState::Connecting, "reconnecting elsewhere, not a stale connected");
     assert!(client.calls.contains(&Call::Stop));
     let after = ports.blobs.get(&BlobKey::session_store(&instance)).await.unwrap().expect("a store");
     assert_ne!(after, before, "saved again on the way down");
+    assert_eq!(ports.leases.lease(&instance).await.unwrap().holder, None, "the lease was let go");
+    let queued = ports.commands.receive(10, Duration::from_secs(1)).await.unwrap();
+    let commands: Vec<_> = queued.into_iter().map(|d| d.message).collect();
+    assert_eq!(commands, [SessionCommand::Reconnect { instance }], "a host with room resumes it");
+    assert!(ports.leases.hosts().await.unwrap().is_empty(), "the host left the fleet");
+}
+
+#[tokio::test]
+async fn a_host_without_a_fleet_keeps_its_sessions_for_its_next_start() {
+    let mut harness = Harness::new(keep_leases).await;
+    // Kept alive: a client whose events end has stopped, and its session with it.
+    let _client = pair(&mut harness).await;
+    let (ports, keys, instance) = (harness.ports.clone(), harness.keys.clone(), harness.instance.clone());
+    let dir = harness.stop().await;
+    let lease = ports.leases.lease(&instance).await.unwrap();
+    assert!(lease.holder.is_some(), "kept for the next start");
+
+    // The next start of the same host resumes it from the saved store, with no command at all.
+    let mut restarted = Harness::on(ports, keys, instance, dir, keep_leases);
+    let resumed = restarted.next_start().await;
+    assert!(resumed.spec.store.as_deref().is_some_and(|s| s.starts_with(b"credential store #")));
+    resumed.events.send(ClientEvent::Connected { jid: None, push_name: None }).unwrap();
+    // The stop said `connecting` already; the resume says `connected` when it is.
+    restarted.expect_states(&["connecting", "connected"]).await;
+    let taken = restarted.ports.leases.lease(&restarted.instance).await.unwrap();
+    assert!(taken.fence > lease.fence, "the new start took the lease under a new fence");
+    restarted.stop().await;
+}
+
+fn keep_leases(config: &mut HostConfig) {
+    config.host_id = HostId::new("local").unwrap();
+    config.hand_over_on_stop = false;
 }
 
 #[tokio::test]

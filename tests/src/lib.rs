@@ -74,6 +74,30 @@ impl Storage {
         Arc::new(Self { dir, aws, master_key })
     }
 
+    /// The variables a process needs to run on this deployment (AWS only): the resources, the
+    /// sealing key and the SDK's endpoint and test credentials.
+    pub fn aws_env(&self) -> Vec<(String, String)> {
+        let Some((config, resources)) = &self.aws else { return Vec::new() };
+        let mut env: Vec<(String, String)> = resources
+            .to_env_lines()
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect();
+        env.push(("RYZE_MASTER_KEY".into(), self.master_key.to_base64()));
+        if let Some(endpoint) = config.endpoint_url() {
+            env.push(("AWS_ENDPOINT_URL".into(), endpoint.to_owned()));
+        }
+        for (name, value) in [
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ] {
+            env.push((name.into(), value.into()));
+        }
+        env
+    }
+
     pub fn backend(&self) -> Backend {
         if self.aws.is_some() { Backend::Aws } else { Backend::Embedded }
     }

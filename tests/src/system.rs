@@ -33,6 +33,11 @@ impl TestSystem {
         let url = WhatsAppUrl::parse(&fake.url()).expect("the fake server is on loopback");
         let mut config = HostConfig::new(url, storage.dir.path().join("sessions"));
         config.persist_debounce = Duration::from_millis(200);
+        if storage.backend() == Backend::Embedded {
+            // As `ryze serve` runs it: one host name, leases kept across a restart.
+            config.host_id = ryze_core::domain::HostId::new("local").expect("a valid host id");
+            config.hand_over_on_stop = false;
+        }
         adjust(&mut config);
         let factory = WhatsAppFactory::new(&config).expect("the host configuration is valid");
         let host = SessionHost::new(app.ports.clone(), app.keys.clone(), config, factory);

@@ -1,6 +1,10 @@
-//! The end-to-end session suite (`e2e/sessions.rs`) on the embedded adapters.
+//! The end-to-end session suite (`e2e/sessions.rs`, and `e2e/liveness.rs` for dead sockets) on the
+//! embedded adapters.
 
 const BACKEND: ryze_tests::Backend = ryze_tests::Backend::Embedded;
 
 #[path = "e2e/sessions.rs"]
 mod sessions;
+
+#[path = "e2e/liveness.rs"]
+mod liveness;

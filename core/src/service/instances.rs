@@ -12,9 +12,9 @@ use crate::domain::{
 use crate::outbound::OutboundClient;
 use crate::ports::{BlobKey, Ports};
 use crate::secrets::{Keyring, Purpose};
-use crate::service::chatwoot;
 use crate::service::sessions::ConnectPolicy;
 use crate::service::{Caller, CreateInstance, ProxyInput, S3Input, Scope};
+use crate::service::{chatwoot, routing};
 use crate::{Error, Result};
 
 /// A created instance and its token in clear, shown this once.
@@ -134,7 +134,7 @@ impl InstanceService {
     pub async fn delete(&self, caller: &Caller, name: &str) -> Result<InstanceId> {
         caller.require_account_scope()?;
         let instance = self.target(caller, name).await?;
-        self.ports.commands.send(&SessionCommand::Delete { instance: instance.id.clone() }).await?;
+        routing::send_command(&self.ports, &SessionCommand::Delete { instance: instance.id.clone() }).await?;
         self.ports.blobs.delete(&BlobKey::session_store(&instance.id)).await?;
         self.ports.registry.delete_instance(&instance.id).await?;
         self.ports.delivery_log.delete_instance(&instance.id).await?;
@@ -160,7 +160,7 @@ impl InstanceService {
             instance: instance.id.clone(),
             settings: updated.settings.clone(),
         };
-        if let Err(error) = self.ports.commands.send(&command).await {
+        if let Err(error) = routing::send_command(&self.ports, &command).await {
             tracing::warn!(instance = %instance.id, %error, "settings stored but not sent to the session host");
         }
         Ok(updated.settings.clone())

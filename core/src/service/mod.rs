@@ -10,6 +10,7 @@ pub mod fields;
 mod inputs;
 mod instances;
 mod rate_limit;
+pub mod routing;
 mod sessions;
 mod webhooks;
 

@@ -12,7 +12,7 @@ use crate::domain::{
     LoginMethod, PhoneNumber, Profile, SessionCommand, StateChange,
 };
 use crate::ports::BlobKey;
-use crate::service::{Caller, InstanceService};
+use crate::service::{Caller, InstanceService, routing};
 use crate::{Error, Result};
 
 /// How long a connect call waits for its session host, and how often it looks.
@@ -76,7 +76,7 @@ impl InstanceService {
             login,
             history_days,
         };
-        let outcome = match self.ports.commands.send(&command).await {
+        let outcome = match routing::send_command(&self.ports, &command).await {
             Ok(()) => self.await_outcome(&request.id).await,
             Err(error) => Err(error),
         };
@@ -137,12 +137,12 @@ impl InstanceService {
         if !saved {
             return Err(Error::NoSavedSession);
         }
-        self.ports.commands.send(&SessionCommand::Reconnect { instance: instance.id.clone() }).await.map_err(
-            |error| {
+        routing::send_command(&self.ports, &SessionCommand::Reconnect { instance: instance.id.clone() })
+            .await
+            .map_err(|error| {
                 tracing::error!(instance = %instance.id, %error, "reconnect command could not be sent");
                 Error::ReconnectFailed { reason: "command queue unavailable" }
-            },
-        )
+            })
     }
 
     /// Unlinks the device and wipes the saved credentials; the instance and its token stay.
@@ -163,7 +163,8 @@ impl InstanceService {
                 self.change(&instance, change).await?;
             }
             self.ports.blobs.delete(&BlobKey::session_store(&instance.id)).await?;
-            self.ports.commands.send(&SessionCommand::Logout { instance: instance.id.clone() }).await?;
+            routing::send_command(&self.ports, &SessionCommand::Logout { instance: instance.id.clone() })
+                .await?;
             if newly {
                 let change = StateChange::LoggedOut { reason: "logout requested through the API".into() };
                 self.ports.events.send(&Event::state(instance.id.clone(), &change, self.clock.now())).await?;

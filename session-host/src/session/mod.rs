@@ -5,16 +5,17 @@
 //! connect requests with the current code, applies settings live (`settings.rs`), and saves the
 //! credential store right after pairing, after changes (debounced) and when it stops.
 
+mod ownership;
 mod settings;
+mod store;
 
 use std::sync::Arc;
 
 use chrono::Utc;
 use ryze_core::domain::{
-    ConnectOutcome, ConnectRequestId, Connection, Event, InstanceChange, InstanceId, InstanceState,
+    ConnectOutcome, ConnectRequestId, Connection, Event, InstanceChange, InstanceId, InstanceState, Lease,
     LoginMethod, PresenceStatus, Profile, SessionCommand, Settings, StateChange,
 };
-use ryze_core::ports::{BlobKey, BlobVersion};
 use ryze_core::secrets::Purpose;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
@@ -29,6 +30,15 @@ const PRESENCE_SETTLE: std::time::Duration = std::time::Duration::from_secs(1);
 /// Commands waiting for one actor; a full mailbox makes the fleet wait, never grow.
 pub(crate) const MAILBOX: usize = 32;
 
+/// How an actor begins.
+#[derive(Debug)]
+pub(crate) enum Start {
+    /// With a command from the API.
+    Command(SessionCommand),
+    /// Taken over from a dead host or from this host's earlier start: resume what was running.
+    Resume,
+}
+
 /// What an actor hands back when it ends: commands that reached it too late, for the fleet to
 /// route again.
 #[derive(Debug)]
@@ -36,6 +46,8 @@ pub(crate) struct Finished {
     pub instance: InstanceId,
     pub generation: u64,
     pub leftovers: Vec<SessionCommand>,
+    /// Let go on the host's stop for another host to resume: the fleet sends its reconnect.
+    pub handed_over: bool,
 }
 
 /// Where a session is in its life.
@@ -65,6 +77,15 @@ pub(crate) struct Session<F: ClientFactory> {
     ctx: Arc<HostContext<F>>,
     commands: mpsc::Receiver<SessionCommand>,
     shutdown: CancellationToken,
+    /// The lease this session runs under; every state write and store save is fenced by it.
+    lease: Lease,
+    /// Whether the lease is this session's to let go when it ends: not once it was lost, kept for
+    /// the host's next start, or handed over.
+    holds_lease: bool,
+    /// Cancelled by the fleet when it learns another host took the lease.
+    lost: CancellationToken,
+    /// Let go for another host on the host's stop.
+    handed_over: bool,
     phase: Phase,
     client: Option<F::Client>,
     events: Option<mpsc::UnboundedReceiver<ClientEvent>>,
@@ -86,23 +107,17 @@ pub(crate) struct Session<F: ClientFactory> {
     presence_at: Option<Instant>,
 }
 
-/// The stored credential store as this session last saw it.
-enum StoreClaim {
-    /// There was none: the next save creates it, unless someone else did meanwhile.
-    Absent,
-    /// The version this session read or wrote last: the next save replaces exactly that.
-    At(BlobVersion),
-    /// Wiped or rewritten by someone else: this session saves no more.
-    Lost,
-}
+use store::StoreClaim;
 
 impl<F: ClientFactory> Session<F> {
     pub(crate) fn new(
         instance: InstanceId,
         generation: u64,
+        lease: Lease,
         ctx: Arc<HostContext<F>>,
         commands: mpsc::Receiver<SessionCommand>,
         shutdown: CancellationToken,
+        lost: CancellationToken,
     ) -> Self {
         Self {
             instance,
@@ -110,6 +125,10 @@ impl<F: ClientFactory> Session<F> {
             ctx,
             commands,
             shutdown,
+            lease,
+            holds_lease: true,
+            lost,
+            handed_over: false,
             phase: Phase::Idle,
             client: None,
             events: None,
@@ -127,8 +146,12 @@ impl<F: ClientFactory> Session<F> {
     }
 
     #[tracing::instrument(name = "session", skip_all, fields(instance = %self.instance))]
-    pub(crate) async fn run(mut self) -> Finished {
-        loop {
+    pub(crate) async fn run(mut self, start: Start) -> Finished {
+        match start {
+            Start::Command(command) => self.apply(command).await,
+            Start::Resume => self.resume().await,
+        }
+        while self.holds_lease && !(self.phase == Phase::Idle && self.waiting.is_empty()) {
             let wake_at = [self.give_up_at, self.persist_at, self.presence_at].into_iter().flatten().min();
             tokio::select! {
                 command = self.commands.recv() => match command {
@@ -137,14 +160,15 @@ impl<F: ClientFactory> Session<F> {
                 },
                 event = next_event(&mut self.events) => self.on_client_event(event).await,
                 () = sleep_until_some(wake_at) => self.on_timer().await,
+                () = self.lost.cancelled() => self.on_lease_lost().await,
                 () = self.shutdown.cancelled() => {
                     self.stop_for_shutdown().await;
                     break;
                 }
             }
-            if self.phase == Phase::Idle && self.waiting.is_empty() {
-                break;
-            }
+        }
+        if self.holds_lease {
+            self.release_lease().await;
         }
         // Whatever reached the mailbox after the last command goes back to the fleet.
         self.commands.close();
@@ -152,7 +176,12 @@ impl<F: ClientFactory> Session<F> {
         while let Ok(command) = self.commands.try_recv() {
             leftovers.push(command);
         }
-        Finished { instance: self.instance, generation: self.generation, leftovers }
+        Finished {
+            instance: self.instance,
+            generation: self.generation,
+            leftovers,
+            handed_over: self.handed_over,
+        }
     }
 
     async fn apply(&mut self, command: SessionCommand) {
@@ -193,7 +222,7 @@ impl<F: ClientFactory> Session<F> {
                     tracing::warn!(%error, "stale credential store not removed");
                 }
                 self.store = StoreClaim::Absent;
-                self.start(None, Some(login), history_days).await;
+                self.start(None, Some(login), history_days, true).await;
             }
         }
     }
@@ -205,15 +234,26 @@ impl<F: ClientFactory> Session<F> {
         match self.ctx.ports.blobs.get_versioned(&self.store_key()).await {
             Ok(Some(store)) => {
                 self.store = StoreClaim::At(store.version);
-                self.start(Some(store.bytes), None, None).await;
+                // A handover queued this with the state at `connecting` already: said once.
+                let recorded = self.load_instance().await.map(|i| i.connection.state);
+                let announce = recorded != Some(InstanceState::Connecting);
+                self.start(Some(store.bytes), None, None, announce).await;
             }
             Ok(None) => tracing::info!("reconnect without a saved session ignored"),
             Err(error) => tracing::error!(%error, "credential store unreadable; reconnect abandoned"),
         }
     }
 
-    /// Starts a client: pairing when `store` is `None`, logging in with it otherwise.
-    async fn start(&mut self, store: Option<Vec<u8>>, login: Option<LoginMethod>, history_days: Option<u16>) {
+    /// Starts a client: pairing when `store` is `None`, logging in with it otherwise. `announce`
+    /// records `connecting` with its event; a resume of an instance that reads `connecting`
+    /// already (its last host said so on the way down) does not say it twice.
+    async fn start(
+        &mut self,
+        store: Option<Vec<u8>>,
+        login: Option<LoginMethod>,
+        history_days: Option<u16>,
+        announce: bool,
+    ) {
         let Some(instance) = self.load_instance().await else {
             self.fail_waiting("instance not found").await;
             return;
@@ -247,6 +287,7 @@ impl<F: ClientFactory> Session<F> {
             history_days,
             skip_history: instance.settings.disable_history_sync && history_days.is_none(),
         };
+        self.ctx.pacer.wait().await;
         match self.ctx.factory.start(spec).await {
             Ok((client, events)) => {
                 self.client = Some(client);
@@ -256,7 +297,9 @@ impl<F: ClientFactory> Session<F> {
                 let budget =
                     if pairing { self.ctx.config.qr_budget } else { self.ctx.config.reconnect_budget };
                 self.give_up_at = Some(Instant::now() + budget);
-                self.transition(InstanceState::Connecting, StateChange::Connecting).await;
+                if announce {
+                    self.transition(InstanceState::Connecting, StateChange::Connecting).await;
+                }
                 if let Some(LoginMethod::PairingCode { phone }) = login {
                     self.request_pairing_code(phone.as_str()).await;
                 }
@@ -398,9 +441,10 @@ impl<F: ClientFactory> Session<F> {
             number_jid: self.number_jid.clone().unwrap_or_default(),
             profile: self.profile.clone(),
         };
-        self.write_state(InstanceState::Connected, presence).await;
-        self.publish(&change).await;
-        self.persist().await;
+        if self.write_state(InstanceState::Connected, presence).await {
+            self.publish(&change).await;
+            self.persist().await;
+        }
     }
 
     async fn on_timer(&mut self) {
@@ -463,6 +507,10 @@ impl<F: ClientFactory> Session<F> {
     async fn delete(&mut self) {
         self.wipe_store().await;
         self.release_client(true, "instance deleted").await;
+        if let Err(error) = self.ctx.ports.leases.forget(&self.instance).await {
+            tracing::warn!(%error, "lease of a deleted instance left behind");
+        }
+        self.holds_lease = false;
     }
 
     /// Stops the client, unlinking the device first when `unlink`, fails waiting connect calls
@@ -482,59 +530,6 @@ impl<F: ClientFactory> Session<F> {
         self.presence_at = None;
         self.code = None;
         self.fail_waiting(reason).await;
-    }
-
-    async fn stop_for_shutdown(&mut self) {
-        if self.phase == Phase::Idle {
-            return;
-        }
-        let change = StateChange::Disconnected { reason: "session host stopped".into() };
-        self.end(InstanceState::Disconnected, change, false).await;
-    }
-
-    /// Saves the credential store, if the session has one worth saving.
-    async fn persist(&mut self) {
-        self.persist_at = None;
-        let Some(client) = &self.client else { return };
-        if !self.phase.is_paired() {
-            return;
-        }
-        match client.snapshot().await {
-            Ok(bytes) => {
-                // A logout through the API wipes the store before this session hears of it: saving
-                // now would bring the credentials back. Checked as late as possible; the API also
-                // treats a logged-out instance as having no session, whatever a late save left.
-                if self.load_instance().await.is_none_or(|i| i.connection.state == InstanceState::LoggedOut) {
-                    return;
-                }
-                let expected = match &self.store {
-                    StoreClaim::Absent => None,
-                    StoreClaim::At(version) => Some(version),
-                    StoreClaim::Lost => return,
-                };
-                match self.ctx.ports.blobs.put_if(&self.store_key(), bytes, expected).await {
-                    Ok(version) => self.store = StoreClaim::At(version),
-                    // The client stays: a logout or delete that wiped the store is on its way and
-                    // unlinks it; a host that took the instance over replaces this socket.
-                    Err(ryze_core::Error::BlobConflict) => {
-                        tracing::warn!("credential store wiped or rewritten elsewhere; no more saves");
-                        self.store = StoreClaim::Lost;
-                    }
-                    Err(error) => tracing::error!(%error, "credential store not saved"),
-                }
-            }
-            Err(error) => tracing::error!(%error, "credential store not readable"),
-        }
-    }
-
-    async fn wipe_store(&self) {
-        if let Err(error) = self.ctx.ports.blobs.delete(&self.store_key()).await {
-            tracing::error!(%error, "credential store not deleted");
-        }
-    }
-
-    fn store_key(&self) -> BlobKey {
-        BlobKey::session_store(&self.instance)
     }
 
     async fn load_instance(&self) -> Option<Arc<ryze_core::domain::Instance>> {
@@ -559,13 +554,20 @@ impl<F: ClientFactory> Session<F> {
         }
     }
 
-    /// Records a new state and publishes its event: one transition, one event.
+    /// Records a new state and publishes its event: one transition, one event (none when the
+    /// lease was lost: the state is the new owner's to tell).
     async fn transition(&mut self, state: InstanceState, change: StateChange) {
-        self.write_state(state, PresenceStatus::Unavailable).await;
-        self.publish(&change).await;
+        if self.write_state(state, PresenceStatus::Unavailable).await {
+            self.publish(&change).await;
+        }
     }
 
-    async fn write_state(&self, state: InstanceState, presence_status: PresenceStatus) {
+    /// Writes the state under the lease; `false` when it was refused because the lease moved on,
+    /// in which case the client is already stopped.
+    async fn write_state(&mut self, state: InstanceState, presence_status: PresenceStatus) -> bool {
+        if !self.holds_lease {
+            return false;
+        }
         let connection = Connection {
             state,
             number_jid: self.number_jid.clone().filter(|_| state != InstanceState::LoggedOut),
@@ -573,9 +575,22 @@ impl<F: ClientFactory> Session<F> {
             display_status: None,
         };
         let change = InstanceChange::Session { connection, profile: self.profile.clone() };
-        match self.ctx.ports.registry.update_instance(&self.instance, change, Utc::now()).await {
-            Ok(_) | Err(ryze_core::Error::InstanceNotFound) => {}
-            Err(error) => tracing::error!(%error, ?state, "state not recorded"),
+        match self
+            .ctx
+            .ports
+            .leases
+            .update_instance_fenced(&self.instance, change, Utc::now(), &self.lease)
+            .await
+        {
+            Ok(_) | Err(ryze_core::Error::InstanceNotFound) => true,
+            Err(ryze_core::Error::LeaseLost) => {
+                self.on_lease_lost().await;
+                false
+            }
+            Err(error) => {
+                tracing::error!(%error, ?state, "state not recorded");
+                true
+            }
         }
     }
 

@@ -214,7 +214,7 @@ async fn a_qr_login_streams_to_websockets_and_the_webhook() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restart_then_reconnect_needs_no_qr() {
+async fn a_restart_resumes_the_session_by_itself_with_no_qr() {
     let fake = FakeWhatsApp::start().await;
     let system = TestSystem::start(BACKEND, &fake, defaults).await;
     let account = account(&system.app).await;
@@ -223,18 +223,21 @@ async fn a_restart_then_reconnect_needs_no_qr() {
     assert_eq!(fake.logins(PHONE), 1);
     states_until(&system.app, "connected").await;
 
+    // No reconnect call: the restarted host resumes what was running (embedded: the leases kept
+    // under the host's name; AWS: the reconnect the stop queued for the fleet).
     let system = system.restart(&fake, defaults).await;
     let app = &system.app;
-    wait_for_state(app, &account.token, "durable", "disconnected").await;
-    let reconnect = app.post("/api/instance/reconnect/durable", &account.token, json!({})).await;
-    assert_eq!(reconnect.status, StatusCode::OK, "{}", reconnect.text);
     let item = wait_for_state(app, &account.token, "durable", "connected").await;
     assert_eq!(item["connection"]["numberJid"], format!("{PHONE}@s.whatsapp.net"));
     assert_eq!(fake.logins(PHONE), 2, "logged in again with the saved credentials");
-    // The durable event queues also hold the `disconnected` the stop published.
     let states = states_until(app, "connected").await;
-    let after_stop = states.strip_prefix(&["disconnected".to_owned()][..]).unwrap_or(&states);
-    assert_eq!(after_stop, ["connecting", "connected"], "no QR on reconnect");
+    assert_eq!(states, ["connecting", "connected"], "the stop said connecting; no QR on the way back");
+    // A reconnect call now finds the session live and starts no second client.
+    let reconnect = app.post("/api/instance/reconnect/durable", &account.token, json!({})).await;
+    assert_eq!(reconnect.status, StatusCode::CONFLICT, "{}", reconnect.text);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(fake.logins(PHONE), 2);
+    assert_eq!(fake.overlapping_logins(PHONE), 0, "never two clients for one device");
     system.stop().await;
 }
 

@@ -7,6 +7,7 @@
 
 mod blobs;
 mod cache;
+mod channels;
 mod counters;
 mod deliveries;
 mod items;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 
 pub use blobs::S3BlobStore;
 pub use cache::READ_TTL;
+pub use channels::SqsChannels;
 pub use counters::DynamoRateCounter;
 pub use deliveries::DynamoDeliveryLog;
 pub use live::{ApiGatewayLiveEvents, DynamoLiveConnections, LiveOutcome, MAX_CONNECTION_DURATION};
@@ -146,6 +148,7 @@ pub fn ports(config: &aws_config::SdkConfig, resources: &AwsResources) -> Ports 
             &resources.command_queue_url,
             |command: &SessionCommand| command.instance().to_string(),
         )),
+        channels: Arc::new(SqsChannels::new(sqs.clone(), &resources.command_queue_url)),
         events: Arc::new(SqsQueue::fifo(sqs.clone(), &resources.event_queue_url, |event: &Event| {
             event.instance.to_string()
         })),

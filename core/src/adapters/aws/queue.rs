@@ -97,6 +97,11 @@ where
         if self.group.is_some() { Duration::ZERO } else { MAX_DELAY }
     }
 
+    /// A long poll runs in its own task until SQS answers (see [`SqsQueue::receive`]).
+    fn abandoned_receive_window(&self) -> Duration {
+        MAX_WAIT
+    }
+
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery<M>>> {
         let wait_secs = wait.min(MAX_WAIT).as_secs_f64().ceil() as i32;
         let poll = self

@@ -10,6 +10,7 @@
 //!   is worth nothing after a restart.
 
 mod blobs;
+mod channels;
 mod counters;
 mod delivery_log;
 mod durable_queue;
@@ -24,6 +25,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use blobs::DirBlobStore;
+pub use channels::InProcessChannels;
 pub use counters::MemoryRateCounter;
 pub use delivery_log::SqliteDeliveryLog;
 pub use durable_queue::{DurableQueue, EventsDb};
@@ -49,6 +51,7 @@ pub fn open(data_dir: &Path) -> Result<Ports> {
         leases: registry,
         counters: Arc::new(MemoryRateCounter::default()),
         commands: Arc::new(InProcessQueue::new(QUEUE_CAPACITY)),
+        channels: Arc::new(InProcessChannels::default()),
         events: Arc::new(events.queue("events")),
         deliveries: Arc::new(events.queue(durable_queue::DELIVERY_QUEUE)),
         dead_deliveries: Arc::new(events.queue("dead-deliveries")),

@@ -1,0 +1,138 @@
+//! This host's place in the fleet: its heartbeat record, its own view of which other hosts are
+//! alive, and the rule for taking an instance's lease (DESIGN.md "Ownership is a lease").
+//!
+//! A lease is taken only when nobody holds it, or its holder is provably gone: a record of a later
+//! start of that host (its epoch moved on), no record at all (it drained or was judged dead and
+//! removed), or a beat counter this host saw stand still for the lease period. A live holder keeps
+//! it, and the command goes to that holder instead.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ryze_core::domain::{Holder, HostId, HostRecord, InstanceId, Lease, LeaseTiming, Liveness};
+use ryze_core::ports::Leases;
+use ryze_core::{Error, Result};
+
+pub(crate) struct Membership {
+    leases: Arc<dyn Leases>,
+    record: HostRecord,
+    timing: LeaseTiming,
+    liveness: Liveness,
+    /// The hosts this host judged dead at its last look, not yet removed.
+    dead: HashSet<Holder>,
+}
+
+/// Who may run an instance, as far as this host can tell.
+pub(crate) enum Claim {
+    /// This host holds the lease (it had it, or just took it).
+    Mine(Lease),
+    /// A live host holds it; commands go to its channel.
+    Elsewhere(HostRecord),
+}
+
+impl Membership {
+    /// Starts this host's record: a new epoch, so leases of earlier starts are stale.
+    pub(crate) async fn join(
+        leases: Arc<dyn Leases>,
+        id: &HostId,
+        capacity: usize,
+        channel: &str,
+        timing: LeaseTiming,
+    ) -> Result<Self> {
+        let capacity = u32::try_from(capacity).unwrap_or(u32::MAX);
+        let record = leases.register_host(id, capacity, channel).await?;
+        tracing::info!(host = %record.id, epoch = record.epoch, "joined the fleet");
+        Ok(Self { leases, record, timing, liveness: Liveness::default(), dead: HashSet::new() })
+    }
+
+    pub(crate) fn holder(&self) -> Holder {
+        self.record.holder()
+    }
+
+    pub(crate) fn timing(&self) -> LeaseTiming {
+        self.timing
+    }
+
+    /// One heartbeat, then a look at every host: returns the hosts judged dead (never this one).
+    /// `Error::HostSuperseded` means this start is no longer the host's: it must stop at once.
+    pub(crate) async fn beat(&mut self, sessions: usize, draining: bool) -> Result<Vec<HostRecord>> {
+        let sessions = u32::try_from(sessions).unwrap_or(u32::MAX);
+        self.record = self.leases.beat(&self.record, sessions, draining).await?;
+        let hosts = self.leases.hosts().await?;
+        let mut dead = self.liveness.observe(&hosts, Instant::now(), self.timing.lease);
+        dead.retain(|host| host.id != self.record.id);
+        self.dead = dead.iter().map(HostRecord::holder).collect();
+        Ok(dead)
+    }
+
+    /// Takes `instance`'s lease for this host unless a live host holds it.
+    pub(crate) async fn claim(&self, instance: &InstanceId) -> Result<Claim> {
+        let me = self.holder();
+        // A lost race means somebody else just took it: look again, once or twice.
+        for _ in 0..3 {
+            let lease = self.leases.lease(instance).await?;
+            match &lease.holder {
+                Some(holder) if *holder == me => return Ok(Claim::Mine(lease)),
+                Some(holder) => {
+                    if let Some(owner) = self.live_record(holder).await? {
+                        return Ok(Claim::Elsewhere(owner));
+                    }
+                }
+                None => {}
+            }
+            if let Some(taken) = self.leases.take(instance, &me, &lease).await? {
+                return Ok(Claim::Mine(taken));
+            }
+        }
+        Err(Error::LeaseLost)
+    }
+
+    /// The record of `holder` if that start of its host still counts as alive.
+    async fn live_record(&self, holder: &Holder) -> Result<Option<HostRecord>> {
+        if self.dead.contains(holder) {
+            return Ok(None);
+        }
+        // A fresh read: a host that started after this one's last look is alive all the same.
+        let hosts = self.leases.hosts().await?;
+        Ok(hosts.into_iter().find(|host| host.holder() == *holder))
+    }
+
+    /// The leases a dead host (or an earlier start of this one) left: what a takeover goes through.
+    pub(crate) async fn orphans_of(&self, gone: &Holder) -> Result<Vec<(InstanceId, Lease)>> {
+        let mut orphans = self.leases.held_by(&gone.host).await?;
+        orphans.retain(|(_, lease)| lease.holder.as_ref().is_some_and(|h| h.epoch <= gone.epoch));
+        Ok(orphans)
+    }
+
+    /// The leases of this host's earlier starts: the sessions it ran when it last stopped.
+    pub(crate) fn earlier_starts(&self) -> Option<Holder> {
+        (self.record.epoch > 1).then(|| Holder { host: self.record.id.clone(), epoch: self.record.epoch - 1 })
+    }
+
+    /// Takes one orphaned lease for this host; `None` when another host was quicker.
+    pub(crate) async fn adopt(&self, instance: &InstanceId, orphaned: &Lease) -> Result<Option<Lease>> {
+        self.leases.take(instance, &self.holder(), orphaned).await
+    }
+
+    /// Forgets a dead host once nothing is left under its name.
+    pub(crate) async fn bury(&mut self, gone: &HostRecord) -> Result<()> {
+        self.leases.remove_host(&gone.holder()).await?;
+        self.dead.remove(&gone.holder());
+        tracing::info!(host = %gone.id, epoch = gone.epoch, "dead host removed");
+        Ok(())
+    }
+
+    /// Leaves the fleet: the record goes, so that nobody waits a lease period to judge it dead.
+    pub(crate) async fn leave(&self) -> Result<()> {
+        self.leases.remove_host(&self.holder()).await
+    }
+
+    pub(crate) fn leases(&self) -> &Arc<dyn Leases> {
+        &self.leases
+    }
+
+    pub(crate) fn record(&self) -> &HostRecord {
+        &self.record
+    }
+}

@@ -1,0 +1,85 @@
+//! A session's side of the fleet's rules: it runs under a lease, resumes what a dead host or this
+//! host's earlier start left, lets the lease go when it ends, hands it over (or keeps it for the
+//! next start) when the host stops, and stops its client at once when another host took it.
+
+use ryze_core::domain::{InstanceState, StateChange};
+
+use super::store::StoreClaim;
+use super::{Phase, Session};
+use crate::client::ClientFactory;
+
+impl<F: ClientFactory> Session<F> {
+    /// The host is stopping. A linked session saves its store, stops its client and reads
+    /// `connecting`: its lease goes back to the fleet (the host then sends its reconnect to a
+    /// peer), or stays with this host's name for its next start. A pairing one ends: nobody will
+    /// scan that QR.
+    pub(super) async fn stop_for_shutdown(&mut self) {
+        if self.phase == Phase::Idle {
+            return;
+        }
+        if !self.phase.is_paired() {
+            let change = StateChange::Disconnected { reason: "session host stopped".into() };
+            self.end(InstanceState::Disconnected, change, false).await;
+            return;
+        }
+        self.persist().await;
+        self.release_client(false, "session host stopping").await;
+        if !self.holds_lease {
+            return;
+        }
+        self.transition(InstanceState::Connecting, StateChange::Connecting).await;
+        if self.ctx.config.hand_over_on_stop {
+            self.release_lease().await;
+            self.handed_over = true;
+        }
+        // Handed over, or kept: either way not this start's to release any more.
+        self.holds_lease = false;
+    }
+
+    /// Resumes a session this host took over: one that was linked (connected, or reconnecting)
+    /// logs in again from its saved store; a pairing cut short ends `disconnected`; anything else
+    /// (logged out, banned, disconnected, deleted) stays as it is.
+    pub(super) async fn resume(&mut self) {
+        let Some(instance) = self.load_instance().await else { return };
+        let state = instance.connection.state;
+        if !matches!(state, InstanceState::Connected | InstanceState::Connecting) {
+            return;
+        }
+        match self.ctx.ports.blobs.get_versioned(&self.store_key()).await {
+            Ok(Some(store)) => {
+                tracing::info!(?state, "resuming from the saved store");
+                self.store = StoreClaim::At(store.version);
+                // Said at once, not after the start's turn in the host's pace: a dead host's
+                // `connected` is stale from the moment it was taken over.
+                if state == InstanceState::Connected {
+                    self.transition(InstanceState::Connecting, StateChange::Connecting).await;
+                }
+                self.start(Some(store.bytes), None, None, false).await;
+            }
+            Ok(None) => {
+                let change = StateChange::Disconnected { reason: "session host stopped".into() };
+                self.transition(InstanceState::Disconnected, change).await;
+            }
+            Err(error) => tracing::error!(%error, "credential store unreadable; resume abandoned"),
+        }
+    }
+
+    /// Another host took the lease: stop the client now, without a save or a state write, since
+    /// both belong to the new owner.
+    pub(super) async fn on_lease_lost(&mut self) {
+        tracing::warn!(fence = self.lease.fence, "lease lost; client stopped");
+        self.holds_lease = false;
+        self.store = StoreClaim::Lost;
+        self.release_client(false, "the session moved to another host").await;
+    }
+
+    pub(super) async fn release_lease(&mut self) {
+        self.holds_lease = false;
+        match self.ctx.ports.leases.release(&self.instance, &self.lease).await {
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, "lease not released; it is taken over when this host is gone")
+            }
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! Several session hosts on one deployment (the embedded adapters shared in one process), with
+//! scripted clients: leases, takeover of a dead host's sessions, commands routed to the owner, a
+//! lost lease, capacity. A host "dies" by having its task aborted: its heartbeat stops and its
+//! clients are dropped, as `kill -9` would; the process-level versions run against the fake
+//! WhatsApp server in the end-to-end suites.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use ryze_core::adapters::embedded;
+use ryze_core::domain::{
+    AccountId, ConnectOutcome, ConnectRequest, ConnectRequestId, Holder, HostId, Instance, InstanceId,
+    InstanceName, InstanceState, Lease, LeaseTiming, LoginMethod, SessionCommand, Settings,
+};
+use ryze_core::ports::Ports;
+use ryze_core::secrets::{Keyring, MasterKey};
+use ryze_core::service::routing;
+use ryze_session_host::client::ClientEvent;
+use ryze_session_host::{HostConfig, SessionHost, WhatsAppUrl};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+mod scripted;
+use scripted::{Call, ScriptedFactory, Started};
+
+const WAIT: Duration = Duration::from_secs(5);
+/// Short, so that a takeover is quick; the rules are the same at 5 s / 15 s.
+const TIMING: LeaseTiming =
+    LeaseTiming { beat: Duration::from_millis(50), lease: Duration::from_millis(300) };
+
+struct Deployment {
+    ports: Ports,
+    keys: Arc<Keyring>,
+    dir: tempfile::TempDir,
+}
+
+struct Host {
+    id: HostId,
+    started: mpsc::UnboundedReceiver<Started>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Deployment {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let ports = embedded::open(dir.path()).unwrap();
+        Self { ports, keys: Arc::new(Keyring::new(&MasterKey::generate())), dir }
+    }
+
+    async fn instance(&self, name: &str) -> InstanceId {
+        let name = InstanceName::parse(name).unwrap();
+        let token = format!("token-{name}");
+        let instance = Instance::new(AccountId::generate(), name, &token, &self.keys, Utc::now());
+        self.ports.registry.insert_instance(&instance, 10).await.unwrap();
+        instance.id
+    }
+
+    fn host(&self, id: &str, max_sessions: usize) -> Host {
+        let id = HostId::new(id).unwrap();
+        let work = self.dir.path().join(id.as_str());
+        let mut config = HostConfig::new(WhatsAppUrl::parse("ws://127.0.0.1:1/ws/chat").unwrap(), work);
+        config.host_id = id.clone();
+        config.lease = TIMING;
+        config.max_sessions = max_sessions;
+        config.persist_debounce = Duration::from_millis(20);
+        let (started_tx, started) = mpsc::unbounded_channel();
+        let host = SessionHost::new(
+            self.ports.clone(),
+            self.keys.clone(),
+            config,
+            ScriptedFactory { started: started_tx },
+        );
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let task = tokio::spawn(async move { host.run(token).await.unwrap() });
+        Host { id, started, shutdown, task }
+    }
+
+    /// Connects `instance` by QR through the API's routing and links it: the host that took it
+    /// gets a client, which pairs and logs in.
+    async fn link(&self, instance: &InstanceId, host: &mut Host) -> Started {
+        let request = ConnectRequest {
+            id: ConnectRequestId::generate(),
+            instance: instance.clone(),
+            created_at: Utc::now(),
+            outcome: None,
+        };
+        self.ports.registry.put_connect_request(&request).await.unwrap();
+        let command = SessionCommand::Connect {
+            instance: instance.clone(),
+            request: request.id.clone(),
+            login: LoginMethod::QrCode,
+            history_days: None,
+        };
+        routing::send_command(&self.ports, &command).await.unwrap();
+        let client = host.next_start().await;
+        client.events.send(ClientEvent::QrCode { code: "2@qr".into() }).unwrap();
+        self.answered(&request.id).await;
+        let jid = "5511999999999:7@s.whatsapp.net".to_owned();
+        client.events.send(ClientEvent::PairSuccess { jid: jid.clone(), business_name: None }).unwrap();
+        client.events.send(ClientEvent::Connected { jid: Some(jid), push_name: None }).unwrap();
+        self.wait_state(instance, InstanceState::Connected).await;
+        client
+    }
+
+    async fn answered(&self, request: &ConnectRequestId) -> ConnectOutcome {
+        eventually("the connect answered", || async {
+            self.ports.registry.connect_request(request).await.unwrap().and_then(|r| r.outcome)
+        })
+        .await
+    }
+
+    async fn wait_state(&self, instance: &InstanceId, state: InstanceState) {
+        eventually(&format!("{state:?}"), || async {
+            let now = self.ports.registry.instance(instance).await.unwrap()?.connection.state;
+            (now == state).then_some(())
+        })
+        .await;
+    }
+
+    async fn lease(&self, instance: &InstanceId) -> Lease {
+        self.ports.leases.lease(instance).await.unwrap()
+    }
+}
+
+impl Host {
+    async fn next_start(&mut self) -> Started {
+        tokio::time::timeout(WAIT, self.started.recv()).await.expect("a client starts within 5 s").unwrap()
+    }
+
+    /// As `kill -9`: no drain, no release, no goodbye; its clients go with it.
+    fn kill(self) {
+        self.task.abort();
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.task).await.unwrap().unwrap();
+    }
+}
+
+async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    mut look: impl FnMut() -> F,
+) -> T {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(found) = look().await {
+            return found;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what} not within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_hosts_sessions_are_resumed_elsewhere_from_their_stores() {
+    let deployment = Deployment::new();
+    let instance = deployment.instance("sales").await;
+    let mut a = deployment.host("a", 100);
+    let _client = deployment.link(&instance, &mut a).await;
+    let held = deployment.lease(&instance).await;
+    assert_eq!(held.holder.as_ref().map(|h| h.host.as_str()), Some("a"));
+    let mut b = deployment.host("b", 100);
+    a.kill();
+
+    let resumed = b.next_start().await;
+    assert!(resumed.spec.store.is_some(), "logged in from the saved store: no QR");
+    let taken = deployment.lease(&instance).await;
+    assert_eq!(taken.holder.as_ref().map(|h| h.host.as_str()), Some("b"));
+    assert!(taken.fence > held.fence);
+    // Not a stale `connected` while it logs in again.
+    deployment.wait_state(&instance, InstanceState::Connecting).await;
+    resumed.events.send(ClientEvent::Connected { jid: None, push_name: None }).unwrap();
+    deployment.wait_state(&instance, InstanceState::Connected).await;
+    let hosts = eventually("the dead host removed", || async {
+        let hosts = deployment.ports.leases.hosts().await.unwrap();
+        (hosts.len() == 1).then_some(hosts)
+    })
+    .await;
+    assert_eq!(hosts[0].id, b.id);
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_for_a_live_session_reach_the_host_that_holds_it() {
+    let deployment = Deployment::new();
+    let instance = deployment.instance("sales").await;
+    // Full with one session: `a` takes nothing more from the shared queue, so whatever lands
+    // there for its session is read by `b`, which passes it on.
+    let mut a = deployment.host("a", 1);
+    let client = deployment.link(&instance, &mut a).await;
+    let b = deployment.host("b", 100);
+    eventually("both hosts up", || async {
+        (deployment.ports.leases.hosts().await.unwrap().len() == 2).then_some(())
+    })
+    .await;
+
+    // Through the API's routing: straight to the owner's channel.
+    let settings = Settings { keep_online_status: true, ..Settings::default() };
+    routing::send_command(
+        &deployment.ports,
+        &SessionCommand::ApplySettings { instance: instance.clone(), settings },
+    )
+    .await
+    .unwrap();
+    client.calls.wait_for(&[Call::Presence(false), Call::Presence(true)]).await;
+    // Through the shared queue, as if the lease had moved while it was on its way: `b` forwards it.
+    deployment.ports.commands.send(&SessionCommand::Logout { instance: instance.clone() }).await.unwrap();
+    client.calls.wait_for(&[Call::Presence(false), Call::Presence(true), Call::Logout]).await;
+    deployment.wait_state(&instance, InstanceState::LoggedOut).await;
+    eventually("the lease let go", || async {
+        deployment.lease(&instance).await.holder.is_none().then_some(())
+    })
+    .await;
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_whose_lease_was_taken_stops_its_client_and_writes_nothing() {
+    let deployment = Deployment::new();
+    let instance = deployment.instance("sales").await;
+    let mut a = deployment.host("a", 100);
+    let client = deployment.link(&instance, &mut a).await;
+    let held = deployment.lease(&instance).await;
+    // Another host took it over (a's beats were judged stopped, say).
+    let usurper = Holder { host: HostId::new("z").unwrap(), epoch: 1 };
+    let taken = deployment.ports.leases.take(&instance, &usurper, &held).await.unwrap().unwrap();
+    eventually("the client stopped", || async { client.calls.contains(&Call::Stop).then_some(()) }).await;
+    assert!(!client.calls.contains(&Call::Logout), "stopped, not unlinked: the device is the new owner's");
+    // Its shutdown writes nothing either: the state is the new owner's to tell.
+    a.stop().await;
+    let state = deployment.ports.registry.instance(&instance).await.unwrap().unwrap().connection.state;
+    assert_eq!(state, InstanceState::Connected);
+    assert_eq!(deployment.lease(&instance).await, taken);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_host_leaves_connects_to_a_host_with_room() {
+    let deployment = Deployment::new();
+    let (first, second) = (deployment.instance("first").await, deployment.instance("second").await);
+    let mut a = deployment.host("a", 1);
+    let _held = deployment.link(&first, &mut a).await;
+    let mut b = deployment.host("b", 100);
+    let _other = deployment.link(&second, &mut b).await;
+    assert_eq!(deployment.lease(&second).await.holder.map(|h| h.host), Some(b.id.clone()));
+    a.stop().await;
+    b.stop().await;
+}
