@@ -16,15 +16,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use ryze_core::adapters::aws::{AwsArgs, MasterKeyArgs};
 use ryze_core::adapters::{aws, embedded};
 use ryze_core::clock::{Clock, SystemClock};
-use ryze_core::domain::{AccountId, AccountLimits, RetrySchedule};
+use ryze_core::domain::{AccountId, AccountLimits};
 use ryze_core::outbound::{OutboundClient, TargetPolicy};
 use ryze_core::ports::Ports;
 use ryze_core::secrets::{Keyring, MasterKey};
 use ryze_core::service::dispatch::{Dispatcher, DispatcherConfig};
 use ryze_core::service::{ConnectPolicy, NewAccount, Services};
 use ryze_core::telemetry::{self, LogFormat};
+use ryze_functions::config::{ConnectArgs, EventArgs, TargetArgs};
 use ryze_session_host::SessionHost;
 use ryze_session_host::runtime::{HostArgs, shutdown_signal};
 use ryze_session_host::whatsapp::WhatsAppFactory;
@@ -42,7 +44,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Serve the API on the embedded store.
+    /// Serve the API and a session host: on the embedded store, or on AWS with `--backend aws`.
     Serve(ServeArgs),
     /// Manage accounts (the SaaS customers) and their TokenAccount.
     Account {
@@ -79,12 +81,16 @@ enum EventsCommand {
 #[derive(Subcommand, Debug)]
 enum AwsCommand {
     /// Create (or find) the table, queues and bucket at the configured AWS endpoint, and print the
-    /// `RYZE_*` variables that point at them, for `eval "$(ryze aws provision)"`. For an emulator or
-    /// a sandbox: production deploys template.yaml.
+    /// `RYZE_*` variables that point at them, for `eval "$(ryze aws provision)"`, with a new
+    /// `RYZE_MASTER_KEY` unless one is configured (that one is kept: what it sealed stays readable).
+    /// For an emulator or a sandbox: production deploys template.yaml.
     Provision {
         /// Names every resource: lower-case letters, digits and dashes.
         #[arg(long, default_value = "ryze")]
         prefix: String,
+        // Configured, the key is kept and not printed: what it sealed stays readable.
+        #[command(flatten)]
+        master_key: MasterKeyArgs,
     },
 }
 
@@ -93,9 +99,8 @@ enum AwsCommand {
 enum Backend {
     /// SQLite, in-process queues and a directory, under `--data-dir`.
     Embedded,
-    /// DynamoDB, SQS and S3 named by the `RYZE_*` resource variables that `ryze aws provision`
-    /// prints (`RYZE_TABLE`, the five queue URLs, `RYZE_BUCKET`), sealed with `RYZE_MASTER_KEY`;
-    /// the AWS SDK's own variables apply.
+    /// DynamoDB, SQS and S3 named by the AWS resource flags (the `RYZE_*` variables that
+    /// `ryze aws provision` prints), sealed with `--master-key`; the AWS SDK's own variables apply.
     Aws,
 }
 
@@ -106,6 +111,12 @@ struct DataArgs {
     /// Where the embedded store lives, created on first use; on AWS, the sessions' working files.
     #[arg(long, env = "RYZE_DATA_DIR", default_value = "ryze-data")]
     data_dir: PathBuf,
+    /// `--backend aws`: the deployment's resources.
+    #[command(flatten)]
+    aws: AwsArgs,
+    /// `--backend aws`: its sealing key (the embedded store keeps its own in the data directory).
+    #[command(flatten)]
+    master_key: MasterKeyArgs,
 }
 
 #[derive(Args, Debug)]
@@ -114,13 +125,10 @@ struct ServeArgs {
     listen: SocketAddr,
     #[command(flatten)]
     data: DataArgs,
-    /// How long a connect call waits for the session host's code, in seconds.
-    #[arg(long, env = "RYZE_CONNECT_WAIT_SECS", default_value_t = 60)]
-    connect_wait_secs: u64,
-    /// Let webhooks and Chatwoot reach loopback, private and link-local addresses (a deployment
-    /// whose customers are its own services; local tests). Off, such targets are refused.
-    #[arg(long, env = "RYZE_ALLOW_PRIVATE_TARGETS", value_parser = clap::builder::BoolishValueParser::new())]
-    allow_private_targets: bool,
+    #[command(flatten)]
+    connect: ConnectArgs,
+    #[command(flatten)]
+    targets: TargetArgs,
     #[command(flatten)]
     events: EventArgs,
     #[command(flatten)]
@@ -152,18 +160,6 @@ impl ServerArgs {
             ..Default::default()
         }
     }
-}
-
-/// Event delivery: the dispatcher `ryze serve` runs in process.
-#[derive(Args, Debug)]
-struct EventArgs {
-    /// The deployment's public API URL, sent as `instanceData.baseUrl` [default: http://<listen>].
-    #[arg(long, env = "RYZE_PUBLIC_URL")]
-    public_url: Option<String>,
-    /// Seconds to wait before each webhook attempt, comma-separated; after the last failed attempt
-    /// a delivery is dead.
-    #[arg(long, env = "RYZE_WEBHOOK_RETRY_SCHEDULE", default_value = RetrySchedule::DEFAULT)]
-    webhook_retry_schedule: RetrySchedule,
 }
 
 #[derive(Args, Debug)]
@@ -218,7 +214,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(args).await,
         Command::Account { command } => account(command).await,
         Command::Events { command: EventsCommand::Redrive { instance, data } } => {
-            let (ports, _keys) = open_store(&data).await?;
+            let (ports, _keys, _poll) = open_store(&data).await?;
             let count = ryze_core::service::redrive(&ports, instance.as_deref(), SystemClock.now()).await?;
             println!("{}", serde_json::json!({ "redriven": count }));
             Ok(())
@@ -227,11 +223,11 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", ryze_functions::openapi().to_pretty_json()?);
             Ok(())
         }
-        Command::Aws { command: AwsCommand::Provision { prefix } } => {
+        Command::Aws { command: AwsCommand::Provision { prefix, master_key } } => {
             let resources = aws::provision::provision(&aws::sdk_config().await, &prefix).await?;
             print!("{}", resources.to_env_lines());
             // A shell that already has a key keeps it: what it sealed stays readable.
-            if std::env::var_os(MasterKey::VARIABLE).is_none() {
+            if !master_key.is_set() {
                 println!("{}={}", MasterKey::VARIABLE, MasterKey::generate().to_base64());
             }
             Ok(())
@@ -239,25 +235,27 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-/// The backend's ports and the deployment's keys.
-async fn open_store(data: &DataArgs) -> anyhow::Result<(Ports, Arc<Keyring>)> {
+/// The backend's ports, the deployment's keys, and how often a connect call polls on the backend.
+async fn open_store(data: &DataArgs) -> anyhow::Result<(Ports, Arc<Keyring>, Duration)> {
     let data_dir = &data.data_dir;
-    let (ports, key) = match data.backend {
+    let (ports, key, poll_interval) = match data.backend {
         Backend::Embedded => (
             embedded::open(data_dir)
                 .with_context(|| format!("opening the store in {}", data_dir.display()))?,
             embedded::master_key(data_dir).context("reading the sealing key")?,
+            embedded::CONNECT_POLL_INTERVAL,
         ),
         Backend::Aws => {
-            let resources = aws::AwsResources::from_env()?;
-            (aws::ports(&aws::sdk_config().await, &resources), MasterKey::from_env()?)
+            let resources = data.aws.resources()?;
+            let key = data.master_key.key()?;
+            (aws::ports(&aws::sdk_config().await, &resources), key, aws::CONNECT_POLL_INTERVAL)
         }
     };
-    Ok((ports, Arc::new(Keyring::new(&key))))
+    Ok((ports, Arc::new(Keyring::new(&key)), poll_interval))
 }
 
 async fn services(data: &DataArgs, connect: ConnectPolicy) -> anyhow::Result<Services> {
-    let (ports, keys) = open_store(data).await?;
+    let (ports, keys, _poll) = open_store(data).await?;
     // The account commands call no customer URL: the default policy is as good as any.
     let outbound = OutboundClient::new(TargetPolicy::default());
     Ok(Services::new(ports, keys, Arc::new(SystemClock), connect, outbound))
@@ -288,15 +286,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         host_config.hand_over_on_stop = false;
     }
-    let (ports, keys) = open_store(&args.data).await?;
-    // A poll of the embedded store is a SQLite point read: polling often costs nothing and takes the
-    // code to the caller sooner. On DynamoDB each poll is a billed consistent read.
-    let poll_interval = match args.data.backend {
-        Backend::Embedded => Duration::from_millis(10),
-        Backend::Aws => Duration::from_millis(25),
-    };
-    let connect = ConnectPolicy { wait: Duration::from_secs(args.connect_wait_secs), poll_interval };
-    let outbound = OutboundClient::new(TargetPolicy { allow_private: args.allow_private_targets });
+    let (ports, keys, poll_interval) = open_store(&args.data).await?;
+    let connect = args.connect.policy(poll_interval);
+    let outbound = OutboundClient::new(args.targets.policy());
     let services =
         Services::new(ports.clone(), keys.clone(), Arc::new(SystemClock), connect, outbound.clone());
     // WebSocket sockets of this process: the dispatcher publishes, `GET /ws` subscribes.
@@ -323,6 +315,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(listen = %listener.local_addr()?, backend = ?args.data.backend, data_dir = %args.data.data_dir.display(), "serving");
     // One stop for both: a signal ends the API's intake and the sessions (each saves its store).
     let stop = CancellationToken::new();
+    let linger = host.linger();
     let host = tokio::spawn(host.run(stop.clone()));
     let dispatching = tokio::spawn(dispatcher.run(events, deliveries, stop.clone().cancelled_owned()));
     let api =
@@ -333,6 +326,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     tokio::join!(api, signals);
     host.await??;
+    linger.wait().await;
     dispatching.await?;
     if args.data.backend == Backend::Aws {
         let _ = std::fs::remove_dir_all(&work_dir);

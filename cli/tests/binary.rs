@@ -229,6 +229,108 @@ fn openapi_prints_the_document() {
     assert!(document["paths"]["/api/instance/connect/{instance}"]["get"].is_object());
 }
 
+/// The `RYZE_*` names in a help text, sorted, each once.
+fn variables_in(help: &str) -> Vec<&str> {
+    let mut names: Vec<&str> = help
+        .split(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+        .filter(|word| word.starts_with("RYZE_") && word.len() > "RYZE_".len())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// `ryze serve --help` with the sealing key (and one resource name) in the environment.
+fn help_of(args: &[&str], secret: &str) -> String {
+    let output = Command::new(RYZE)
+        .args(args)
+        .arg("--help")
+        .env("RYZE_MASTER_KEY", secret)
+        .env("RYZE_TABLE", "shown-table")
+        .output()
+        .expect("ryze runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("utf-8")
+}
+
+#[test]
+fn serve_help_lists_every_variable_and_never_the_master_key() {
+    let secret = "a-master-key-that-must-never-be-printed-0123456789";
+    let help = help_of(&["serve"], secret);
+    let mut expected = vec![
+        "RYZE_LOG_FORMAT",
+        "RYZE_LISTEN",
+        "RYZE_BACKEND",
+        "RYZE_DATA_DIR",
+        "RYZE_CONNECT_WAIT_SECS",
+        "RYZE_ALLOW_PRIVATE_TARGETS",
+        "RYZE_PUBLIC_URL",
+        "RYZE_WEBHOOK_RETRY_SCHEDULE",
+        "RYZE_HEADER_TIMEOUT_SECS",
+        "RYZE_IDLE_TIMEOUT_SECS",
+        "RYZE_MAX_CONNECTIONS",
+        // The session host's (session-host/src/runtime.rs).
+        "RYZE_WHATSAPP_URL",
+        "RYZE_WHATSAPP_WEB_VERSION",
+        "RYZE_QR_BUDGET_SECS",
+        "RYZE_DEAD_SOCKET_SECS",
+        "RYZE_MAX_SESSIONS",
+        "RYZE_PROXY_CA_FILE",
+        "RYZE_HOST_ID",
+        "RYZE_HEARTBEAT_SECS",
+        "RYZE_LEASE_SECS",
+        "RYZE_CONNECTS_PER_SECOND",
+        // `--backend aws`.
+        "RYZE_TABLE",
+        "RYZE_COMMAND_QUEUE_URL",
+        "RYZE_EVENT_QUEUE_URL",
+        "RYZE_ORDERED_DELIVERY_QUEUE_URL",
+        "RYZE_DELIVERY_QUEUE_URL",
+        "RYZE_DEAD_DELIVERY_QUEUE_URL",
+        "RYZE_BUCKET",
+        "RYZE_MASTER_KEY",
+    ];
+    expected.sort_unstable();
+    assert_eq!(variables_in(&help), expected, "{help}");
+    assert!(!help.contains(secret), "the key's value is printed:\n{help}");
+    assert!(help.contains("[env: RYZE_MASTER_KEY]"), "{help}");
+    // Other values show, as clap shows them: only the key is hidden.
+    assert!(help.contains("[env: RYZE_TABLE=shown-table]"), "{help}");
+}
+
+#[test]
+fn every_command_on_aws_takes_the_resources_and_hides_the_key() {
+    let secret = "a-master-key-that-must-never-be-printed-0123456789";
+    for command in [&["account", "create"][..], &["account", "update"], &["events", "redrive"]] {
+        let help = help_of(command, secret);
+        for variable in
+            ["RYZE_BACKEND", "RYZE_TABLE", "RYZE_BUCKET", "RYZE_DEAD_DELIVERY_QUEUE_URL", "RYZE_MASTER_KEY"]
+        {
+            assert!(help.contains(variable), "{command:?} lacks {variable}:\n{help}");
+        }
+        assert!(!help.contains(secret), "{command:?} prints the key's value:\n{help}");
+    }
+    let help = help_of(&["aws", "provision"], secret);
+    assert!(help.contains("[env: RYZE_MASTER_KEY]") && !help.contains(secret), "{help}");
+}
+
+#[test]
+fn a_missing_resource_is_named_and_the_key_never_printed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let secret = "a-master-key-that-must-never-be-printed-0123456789";
+    let mut command = Command::new(RYZE);
+    command.args(["account", "create", "--name", "a", "--backend", "aws", "--bucket", "b"]);
+    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("RYZE_")) {
+        command.env_remove(name);
+    }
+    let output =
+        command.env("RYZE_DATA_DIR", dir.path()).env("RYZE_MASTER_KEY", secret).output().expect("ryze runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("missing configuration: RYZE_TABLE, RYZE_COMMAND_QUEUE_URL"), "{stderr}");
+    assert!(!stderr.contains("RYZE_BUCKET") && !stderr.contains(secret), "{stderr}");
+}
+
 /// `ryze aws provision` against the tests' moto server: the AWS variables and the `RYZE_*` lines
 /// it printed, as one environment.
 fn aws_deployment() -> Vec<(String, String)> {

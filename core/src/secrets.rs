@@ -132,7 +132,8 @@ impl MasterKey {
         Self(random_bytes())
     }
 
-    /// The variable a deployment passes its key in.
+    /// The variable a deployment passes its key in (read through
+    /// `adapters::aws::MasterKeyArgs`, which never shows its value).
     pub const VARIABLE: &str = "RYZE_MASTER_KEY";
 
     /// Reads the key a deployment configures: 32 bytes in base64 (what `ryze aws provision` and the
@@ -153,13 +154,6 @@ impl MasterKey {
         digest.update(b"ryze master key v1\0");
         digest.update(text.as_bytes());
         Ok(Self(digest.finalize().into()))
-    }
-
-    /// Reads the key from [`Self::VARIABLE`].
-    pub fn from_env() -> Result<Self> {
-        let text = std::env::var(Self::VARIABLE)
-            .map_err(|_| Error::invalid_because(Self::VARIABLE, "is not set"))?;
-        Self::from_config(&text)
     }
 
     /// Reads the key from its base64 text form (what the key file holds).

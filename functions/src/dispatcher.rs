@@ -14,14 +14,14 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use lambda_http::lambda_runtime::{self, LambdaEvent};
 use ryze_core::adapters::aws;
 use ryze_core::clock::SystemClock;
-use ryze_core::domain::{DeliveryAttempt, Event, RetrySchedule};
-use ryze_core::outbound::{OutboundClient, TargetPolicy};
-use ryze_core::secrets::{Keyring, MasterKey};
+use ryze_core::domain::{DeliveryAttempt, Event};
+use ryze_core::outbound::OutboundClient;
+use ryze_core::secrets::Keyring;
 use ryze_core::service::dispatch::{Dispatcher, DispatcherConfig, LiveEvents};
-use ryze_core::telemetry::{self, LogFormat};
+use ryze_core::telemetry;
 use serde::Deserialize;
 
-use crate::lambda::parse_flag;
+use crate::config::DispatcherArgs;
 
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -32,32 +32,24 @@ enum Record {
 
 /// Builds the dispatcher from the environment once, then handles batches until the runtime ends.
 pub async fn run() -> Result<(), lambda_http::Error> {
-    let format =
-        std::env::var("RYZE_LOG_FORMAT").ok().and_then(|f| f.parse().ok()).unwrap_or(LogFormat::Json);
-    telemetry::init(format);
-    let resources = aws::AwsResources::from_env()?;
-    let keys = Arc::new(Keyring::new(&MasterKey::from_env()?));
+    let args: DispatcherArgs = aws::config::from_env("dispatcher")?;
+    telemetry::init(args.log_format);
+    let resources = args.aws.resources()?;
+    let keys = Arc::new(Keyring::new(&args.master_key.key()?));
     let config = aws::sdk_config().await;
     let ports = aws::ports(&config, &resources);
     // WebSocket frames go to API Gateway's connections when the stack has its WebSocket API.
-    let live = std::env::var("RYZE_WEBSOCKET_ENDPOINT").ok().filter(|e| !e.is_empty()).map(|endpoint| {
+    let live = args.websocket_endpoint.as_deref().filter(|e| !e.is_empty()).map(|endpoint| {
         let connections = Arc::new(aws::DynamoLiveConnections::from_config(&config, &resources.table));
-        Arc::new(aws::ApiGatewayLiveEvents::new(&config, &endpoint, connections)) as Arc<dyn LiveEvents>
+        Arc::new(aws::ApiGatewayLiveEvents::new(&config, endpoint, connections)) as Arc<dyn LiveEvents>
     });
-    let schedule = match std::env::var("RYZE_WEBHOOK_RETRY_SCHEDULE") {
-        Ok(text) => RetrySchedule::parse(&text)?,
-        Err(_) => RetrySchedule::default(),
-    };
-    let allow_private = match std::env::var("RYZE_ALLOW_PRIVATE_TARGETS") {
-        Ok(text) => parse_flag(&text).ok_or("RYZE_ALLOW_PRIVATE_TARGETS: expected true or false")?,
-        Err(_) => false,
-    };
-    let public_url = std::env::var("RYZE_PUBLIC_URL").unwrap_or_default();
+    let schedule = args.events.webhook_retry_schedule;
+    let public_url = args.events.public_url.unwrap_or_default();
     let dispatcher = Arc::new(Dispatcher::new(
         &ports,
         keys,
         Arc::new(SystemClock),
-        Arc::new(OutboundClient::new(TargetPolicy { allow_private })),
+        Arc::new(OutboundClient::new(args.targets.policy())),
         live,
         DispatcherConfig { schedule, public_url },
     ));

@@ -2,12 +2,12 @@
 //!
 //! Everything is built once per execution environment (the cold start), then every invocation is
 //! one request through the same [`Router`](axum::Router) `ryze serve` runs. Configuration is the
-//! environment: the AWS one (region, credentials, `AWS_ENDPOINT_URL`), the `RYZE_*` resource names,
-//! `RYZE_MASTER_KEY`, and `RYZE_CONNECT_WAIT_SECS` for the connect function. The websocket function
+//! environment: the AWS one (region, credentials, `AWS_ENDPOINT_URL`), and the `RYZE_*` variables of
+//! [`FunctionArgs`] (the resource names, `RYZE_MASTER_KEY`, `RYZE_CONNECT_WAIT_SECS`...), parsed by
+//! clap from an empty command line with `ryze serve`'s names and defaults. The websocket function
 //! ([`crate::live::aws`]) builds its services here too.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::Request;
 use axum::http::Uri;
@@ -15,72 +15,52 @@ use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
 use ryze_core::adapters::aws;
 use ryze_core::clock::SystemClock;
-use ryze_core::outbound::{OutboundClient, TargetPolicy};
+use ryze_core::outbound::OutboundClient;
 use ryze_core::ports::Ports;
-use ryze_core::secrets::{Keyring, MasterKey};
-use ryze_core::service::{ConnectPolicy, Services};
-use ryze_core::telemetry::{self, LogFormat};
+use ryze_core::secrets::Keyring;
+use ryze_core::service::Services;
+use ryze_core::telemetry;
 use tower::ServiceBuilder;
 
 use crate::AppState;
+use crate::config::FunctionArgs;
 
-/// Which function this process is: they differ only in how long a connect call may wait.
+/// Which function this process is: its name, for the configuration's messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Function {
-    /// Every route; short calls (API Gateway's default 29 s integration timeout).
+    /// Every route but the connect call (API Gateway's default 29 s integration timeout).
     Api,
-    /// The connect route, with the long timeout it needs to wait for the session host's code.
+    /// The connect route, with the long timeout it needs to wait for the session host's code
+    /// (the template sets its `RYZE_CONNECT_WAIT_SECS`).
     Connect,
 }
 
-/// How often a waiting connect call reads its request item: the host answers within a second or
-/// two, and each read is a consistent read billed as one unit.
-const CONNECT_POLL: Duration = Duration::from_millis(50);
+impl Function {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Connect => "connect",
+        }
+    }
+}
 
 /// Builds the services from the environment and serves Lambda invocations until the runtime ends.
 pub async fn run(function: Function) -> Result<(), lambda_http::Error> {
-    init_logging();
-    let resources = aws::AwsResources::from_env()?;
-    let default_wait = match function {
-        Function::Api => 20,
-        Function::Connect => 55,
-    };
-    let services = services(aws::ports(&aws::sdk_config().await, &resources), default_wait)?;
+    let args: FunctionArgs = aws::config::from_env(function.name())?;
+    telemetry::init(args.log_format);
+    let resources = args.aws.resources()?;
+    let keys = Arc::new(Keyring::new(&args.master_key.key()?));
+    let services = services(aws::ports(&aws::sdk_config().await, &resources), keys, &args);
     let app = ServiceBuilder::new().map_request(strip_stage).service(crate::router(AppState::new(services)));
     lambda_http::run(app).await
 }
 
-/// JSON logs unless `RYZE_LOG_FORMAT` says otherwise: what every function sets up first.
-pub(crate) fn init_logging() {
-    let format =
-        std::env::var("RYZE_LOG_FORMAT").ok().and_then(|f| f.parse().ok()).unwrap_or(LogFormat::Json);
-    telemetry::init(format);
-}
-
-/// The services on `ports`, configured from the environment (`RYZE_MASTER_KEY`,
-/// `RYZE_CONNECT_WAIT_SECS`, else `default_wait_secs`, and `RYZE_ALLOW_PRIVATE_TARGETS`).
-pub(crate) fn services(ports: Ports, default_wait_secs: u64) -> Result<Services, lambda_http::Error> {
-    let keys = Arc::new(Keyring::new(&MasterKey::from_env()?));
-    let wait_secs = match std::env::var("RYZE_CONNECT_WAIT_SECS") {
-        Ok(text) => text.parse().map_err(|_| "RYZE_CONNECT_WAIT_SECS: expected whole seconds")?,
-        Err(_) => default_wait_secs,
-    };
-    let policy = ConnectPolicy { wait: Duration::from_secs(wait_secs), poll_interval: CONNECT_POLL };
-    let allow_private = match std::env::var("RYZE_ALLOW_PRIVATE_TARGETS") {
-        Ok(text) => parse_flag(&text).ok_or("RYZE_ALLOW_PRIVATE_TARGETS: expected true or false")?,
-        Err(_) => false,
-    };
-    let outbound = OutboundClient::new(TargetPolicy { allow_private });
-    Ok(Services::new(ports, keys, Arc::new(SystemClock), policy, outbound))
-}
-
-/// A boolean variable's value, as `ryze serve` reads its flags.
-pub(crate) fn parse_flag(text: &str) -> Option<bool> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Some(true),
-        "false" | "0" | "no" | "off" | "" => Some(false),
-        _ => None,
-    }
+/// The services on `ports`, configured by `args` (the connect wait, polling as often as the AWS
+/// adapters call for, and the customer URLs' targets).
+pub(crate) fn services(ports: Ports, keys: Arc<Keyring>, args: &FunctionArgs) -> Services {
+    let policy = args.connect.policy(aws::CONNECT_POLL_INTERVAL);
+    let outbound = OutboundClient::new(args.targets.policy());
+    Services::new(ports, keys, Arc::new(SystemClock), policy, outbound)
 }
 
 /// Removes the API Gateway stage (`/v1`) from the path: `lambda_http` puts it in front of every

@@ -11,6 +11,8 @@
 //! - [`error`]: [`ApiError`], the one place the contract's error messages are written.
 //! - [`views`] and [`list`]: response bodies; [`qr`]: the QR code PNG.
 //! - [`openapi`]: the document's frame, served at `/openapi.json`; [`docs`]: the Swagger UI page.
+//! - [`config`]: the settings `ryze serve` and the Lambda functions share, as clap flags and
+//!   `RYZE_*` variables.
 //! - [`lambda`]: the router as a Lambda function (the `api` and `connect` binaries).
 //! - [`dispatcher`]: the event dispatcher as a Lambda function on its SQS queues (`dispatcher`).
 //! - [`live`]: WebSocket delivery: the hub and upgrade routes of `ryze serve`, and API Gateway's
@@ -18,6 +20,7 @@
 //! - [`server`]: the router on a TCP listener, for `ryze serve`, with timeouts and a connection cap.
 
 pub mod auth;
+pub mod config;
 pub mod dispatcher;
 pub mod docs;
 pub mod error;

@@ -23,6 +23,7 @@ pub mod config;
 pub mod fleet;
 mod liveness;
 mod membership;
+pub mod metrics;
 mod pacing;
 pub mod protection;
 pub mod proxy;

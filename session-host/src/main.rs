@@ -1,11 +1,12 @@
 //! `ryze-session-host`: a session host as its own process, as ECS runs it.
 //!
 //! - `ryze-session-host` (or `serve`): takes commands from the SQS command queue and holds the
-//!   WhatsApp sessions, on the AWS adapters configured from the environment (the `RYZE_*` resource
-//!   variables of `ryze aws provision`: the table, the five queue URLs and the bucket;
-//!   `RYZE_MASTER_KEY`; and the AWS SDK's own variables). Serves `GET /health` on `RYZE_HEALTH_LISTEN`; on SIGTERM stops taking
-//!   commands, lets every session save its store and hand itself to the fleet, and exits. While it
-//!   holds sessions it keeps ECS task scale-in protection on (`protection`).
+//!   WhatsApp sessions, on the AWS adapters configured by flags or their `RYZE_*` variables (the
+//!   resource names of `ryze aws provision`: the table, the five queue URLs and the bucket;
+//!   `RYZE_MASTER_KEY`), and the AWS SDK's own variables; `--help` lists them all. Serves
+//!   `GET /health` on `RYZE_HEALTH_LISTEN`; on SIGTERM stops taking commands, lets every session
+//!   save its store and hand itself to the fleet, and exits. While it holds sessions it keeps ECS
+//!   task scale-in protection on (`protection`).
 //! - `ryze-session-host health`: asks the running host's health endpoint and exits 0 when it is
 //!   serving: the container health check, in an image that has no curl.
 //!
@@ -22,11 +23,11 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::routing::get;
 use clap::{Parser, Subcommand};
-use ryze_core::adapters::aws;
-use ryze_core::secrets::{Keyring, MasterKey};
+use ryze_core::adapters::aws::{self, AwsArgs, MasterKeyArgs};
+use ryze_core::secrets::Keyring;
 use ryze_core::telemetry::{self, LogFormat};
 use ryze_session_host::SessionHost;
-use ryze_session_host::fleet::SessionsGauge;
+use ryze_session_host::metrics::{SessionStates, SessionsGauge, sessions_metric};
 use ryze_session_host::protection::{self, ProtectionConfig, TaskProtection};
 use ryze_session_host::runtime::{HostArgs, shutdown_signal};
 use ryze_session_host::whatsapp::WhatsAppFactory;
@@ -40,6 +41,10 @@ struct Cli {
     command: Option<Command>,
     #[command(flatten)]
     host: HostArgs,
+    #[command(flatten)]
+    aws: AwsArgs,
+    #[command(flatten)]
+    master_key: MasterKeyArgs,
     /// Where sessions keep their working files (their stores live in S3).
     #[arg(long, env = "RYZE_WORK_DIR", default_value = "/tmp/ryze-sessions")]
     work_dir: PathBuf,
@@ -77,8 +82,8 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(cli: Cli) -> anyhow::Result<()> {
-    let resources = aws::AwsResources::from_env()?;
-    let keys = Arc::new(Keyring::new(&MasterKey::from_env()?));
+    let resources = cli.aws.resources()?;
+    let keys = Arc::new(Keyring::new(&cli.master_key.key()?));
     let ports = aws::ports(&aws::sdk_config().await, &resources);
     std::fs::create_dir_all(&cli.work_dir).with_context(|| format!("creating {}", cli.work_dir.display()))?;
     let config = cli.host.config(&cli.work_dir)?;
@@ -97,7 +102,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         axum::serve(listener, health).with_graceful_shutdown(stop.clone().cancelled_owned()).into_future(),
     );
     if let Some(service) = cli.metrics_service {
-        tokio::spawn(publish_sessions_metric(service, gauge.clone(), stop.clone()));
+        tokio::spawn(publish_sessions_metric(service, gauge.clone(), host.states(), stop.clone()));
     }
     // Scale-in and deployments leave a task alone while it holds sessions; off once drained.
     let protection = tokio::spawn(protection::keep(
@@ -106,11 +111,13 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         gauge.subscribe(),
         stop.clone(),
     ));
+    let linger = host.linger();
     let host = tokio::spawn(host.run(stop.clone()));
     shutdown_signal().await;
     tracing::info!("stopping: sessions save their stores and go to other hosts");
     stop.cancel();
     host.await??;
+    linger.wait().await;
     // The drain brought the count to 0: protection goes off (three tries at most, 5 s each).
     if tokio::time::timeout(Duration::from_secs(20), protection).await.is_err() {
         tracing::warn!("scale-in protection not turned off in time; it expires by itself");
@@ -136,31 +143,23 @@ fn health_router(gauge: SessionsGauge, stop: CancellationToken, max_sessions: us
     )
 }
 
-/// Prints the sessions held as a CloudWatch embedded-metric-format line: CloudWatch Logs turns it
-/// into the `Ryze/SessionHost SessionsHeld` metric that scales the service.
-async fn publish_sessions_metric(service: String, gauge: SessionsGauge, stop: CancellationToken) {
+/// Prints the host's metrics once a minute as an embedded-metric line (`metrics`): CloudWatch Logs
+/// turns it into `Ryze/SessionHost` metrics, `SessionsHeld` scaling the service.
+async fn publish_sessions_metric(
+    service: String,
+    gauge: SessionsGauge,
+    states: SessionStates,
+    stop: CancellationToken,
+) {
     let mut ticks = tokio::time::interval(METRIC_INTERVAL);
     loop {
         tokio::select! {
-            _ = ticks.tick() => println!("{}", sessions_metric(&service, gauge.get(), chrono::Utc::now())),
+            _ = ticks.tick() => {
+                println!("{}", sessions_metric(&service, gauge.get(), &states.counts(), chrono::Utc::now()));
+            }
             () = stop.cancelled() => return,
         }
     }
-}
-
-fn sessions_metric(service: &str, sessions: usize, at: chrono::DateTime<chrono::Utc>) -> serde_json::Value {
-    serde_json::json!({
-        "_aws": {
-            "Timestamp": at.timestamp_millis(),
-            "CloudWatchMetrics": [{
-                "Namespace": "Ryze/SessionHost",
-                "Dimensions": [["ServiceName"]],
-                "Metrics": [{ "Name": "SessionsHeld", "Unit": "Count" }],
-            }],
-        },
-        "ServiceName": service,
-        "SessionsHeld": sessions,
-    })
 }
 
 /// A plain HTTP/1.0 GET on loopback: the runtime image has no HTTP client to run.
@@ -177,22 +176,4 @@ async fn health_check(port: u16) -> anyhow::Result<()> {
     let status = String::from_utf8_lossy(&head[9..12]).into_owned();
     anyhow::ensure!(status == "200", "unhealthy: HTTP {status}");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_sessions_metric_is_an_embedded_metric_line() {
-        let at = chrono::DateTime::from_timestamp(1_795_262_400, 0).unwrap();
-        let line = sessions_metric("ryze-prod-session-host", 412, at);
-        assert_eq!(line["SessionsHeld"], 412);
-        assert_eq!(line["ServiceName"], "ryze-prod-session-host");
-        assert_eq!(line["_aws"]["Timestamp"], 1_795_262_400_000_i64);
-        let directive = &line["_aws"]["CloudWatchMetrics"][0];
-        assert_eq!(directive["Namespace"], "Ryze/SessionHost");
-        assert_eq!(directive["Dimensions"], serde_json::json!([["ServiceName"]]));
-        assert_eq!(directive["Metrics"][0]["Name"], "SessionsHeld");
-    }
 }

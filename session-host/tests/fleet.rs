@@ -252,3 +252,39 @@ async fn a_full_host_leaves_connects_to_a_host_with_room() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_stopping_together_lose_none_of_the_sessions_they_hand_each_other() {
+    let deployment = Deployment::new();
+    let (first, second) = (deployment.instance("first").await, deployment.instance("second").await);
+    let mut a = deployment.host("a", 1);
+    let _on_a = deployment.link(&first, &mut a).await;
+    let mut b = deployment.host("b", 1);
+    let _on_b = deployment.link(&second, &mut b).await;
+    // Both stop at once: each may hand its session to the other, which is leaving too.
+    a.shutdown.cancel();
+    b.shutdown.cancel();
+    for host in [a, b] {
+        tokio::time::timeout(Duration::from_secs(30), host.task).await.unwrap().unwrap();
+    }
+    assert!(deployment.ports.leases.hosts().await.unwrap().is_empty(), "both left");
+    for instance in [&first, &second] {
+        assert_eq!(deployment.lease(instance).await.holder, None, "let go for the fleet");
+        deployment.wait_state(instance, InstanceState::Connecting).await;
+    }
+    // The next host resumes both, from what the two left on the shared queue.
+    let mut c = deployment.host("c", 100);
+    // Kept until the end: a client whose events end has stopped.
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let resumed = c.next_start().await;
+        assert!(resumed.spec.store.is_some(), "from the saved store");
+        resumed.events.send(ClientEvent::Connected { jid: None, push_name: None }).unwrap();
+        clients.push(resumed);
+    }
+    for instance in [&first, &second] {
+        deployment.wait_state(instance, InstanceState::Connected).await;
+        assert_eq!(deployment.lease(instance).await.holder.map(|h| h.host), Some(c.id.clone()));
+    }
+    c.stop().await;
+}

@@ -355,6 +355,23 @@ async fn logout_unlinks_wipes_and_records_one_transition() {
 }
 
 #[tokio::test]
+async fn a_proxy_change_redials_a_live_session_from_its_store_with_no_qr() {
+    let mut harness = Harness::new(|_| {}).await;
+    let first = pair(&mut harness).await;
+    let saved = harness.store().await.expect("saved after pairing");
+    harness.send(SessionCommand::Redial { instance: harness.instance.clone() }).await;
+    let second = harness.next_start().await;
+    assert!(first.calls.contains(&Call::Stop), "the old socket closed, the device not unlinked");
+    assert!(!first.calls.contains(&Call::Logout));
+    let restored = second.spec.store.as_deref().expect("logged in from the store");
+    assert_ne!(restored, &saved[..], "saved again before closing, and that is what it logs in with");
+    harness.expect_states(&["connecting"]).await;
+    second.events.send(ClientEvent::Connected { jid: None, push_name: None }).unwrap();
+    harness.expect_states(&["connected"]).await;
+    harness.stop().await;
+}
+
+#[tokio::test]
 async fn reconnect_logs_in_with_the_saved_store() {
     let mut harness = Harness::new(|_| {}).await;
     let first = pair(&mut harness).await;

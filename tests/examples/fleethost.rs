@@ -39,9 +39,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let factory = WhatsAppFactory::new(&config)?;
     let host = SessionHost::new(ports, keys, config, factory);
     let stop = CancellationToken::new();
+    let linger = host.linger();
     let running = tokio::spawn(host.run(stop.clone()));
     shutdown_signal().await;
     stop.cancel();
     running.await??;
+    linger.wait().await;
     Ok(())
 }

@@ -51,6 +51,13 @@ impl HostProcess {
         self.child.wait().expect("reaped");
     }
 
+    /// `kill -STOP` / `kill -CONT`: frozen with its sockets open, then woken.
+    fn signal(&self, signal: &str) {
+        let sent =
+            Command::new("kill").args([signal, &self.child.id().to_string()]).status().expect("kill runs");
+        assert!(sent.success());
+    }
+
     /// SIGTERM, as ECS stops a task; returns once it exited, with its exit status.
     fn terminate(mut self, within: Duration) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
@@ -232,4 +239,58 @@ async fn sessions_survive_a_killed_host_and_a_drained_one_with_no_qr_and_never_t
     assert_eq!(fleet.fake.total_overlapping_logins(), 0, "never two clients for one device");
     assert_eq!(fleet.fake.total_replaced_conflicts(), 0);
     drop(c);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_paused_past_its_lease_wakes_up_to_find_its_sessions_gone_and_writes_nothing() {
+    let fleet = Fleet::new().await;
+    let a = fleet.host("a");
+    fleet.wait_for_hosts(1).await;
+    let mut linked = Vec::new();
+    for (n, phone) in PHONES[..2].iter().enumerate() {
+        let name = format!("desk{n}");
+        linked.push((name.clone(), fleet.link(&name, phone).await, *phone));
+    }
+    let _b = fleet.host("b");
+    fleet.wait_for_hosts(2).await;
+
+    // Frozen past its lease (3 s): `b` judges it dead and takes its sessions over.
+    a.signal("-STOP");
+    for (name, id, phone) in &linked {
+        fleet
+            .eventually(&format!("{name} taken over by b"), || async {
+                let connected = fleet.item(name).await["connection"]["state"] == "connected";
+                let here = fleet.holder(id).await.as_deref() == Some("b");
+                (connected && here && fleet.fake.logins(phone) == 2).then_some(())
+            })
+            .await;
+    }
+    fleet.wait_for_hosts(1).await;
+    let taken_over: Vec<Value> = {
+        let mut items = Vec::new();
+        for (name, _, _) in &linked {
+            items.push(fleet.item(name).await["connection"].clone());
+        }
+        items
+    };
+
+    // Woken: its record is gone, so it stops every client at once; its writes would be refused.
+    a.signal("-CONT");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for ((name, id, phone), before) in linked.iter().zip(&taken_over) {
+        assert_eq!(
+            &fleet.item(name).await["connection"],
+            before,
+            "{name}: nothing written by the paused host"
+        );
+        assert_eq!(fleet.holder(id).await.as_deref(), Some("b"));
+        assert_eq!(fleet.fake.logins(phone), 2, "{name}: the paused host did not log in again");
+    }
+    assert_eq!(fleet.app.ports.leases.hosts().await.expect("hosts").len(), 1, "a did not come back as a");
+    // The one overlap a pause makes, and the only one: the frozen process kept its socket open
+    // (the kernel keeps it for a stopped process), so the new owner's login overlapped it and
+    // WhatsApp replaced it. No client-side design avoids that; what matters is that the woken
+    // host does not fight it (no login of its own, no conflict after the takeover).
+    assert_eq!(fleet.fake.total_overlapping_logins(), linked.len());
+    assert_eq!(fleet.fake.total_replaced_conflicts(), linked.len());
 }

@@ -46,6 +46,9 @@ pub enum SessionCommand {
     Delete { instance: InstanceId },
     /// Apply new settings to a live session.
     ApplySettings { instance: InstanceId, settings: Settings },
+    /// The proxy changed: a live session saves its store, closes its socket and logs in again
+    /// through the new one (no QR). Nothing to do for an instance with no live session.
+    Redial { instance: InstanceId },
 }
 
 impl SessionCommand {
@@ -55,7 +58,8 @@ impl SessionCommand {
             | Self::Reconnect { instance }
             | Self::Logout { instance }
             | Self::Delete { instance }
-            | Self::ApplySettings { instance, .. } => instance,
+            | Self::ApplySettings { instance, .. }
+            | Self::Redial { instance } => instance,
         }
     }
 }

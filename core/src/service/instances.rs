@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::domain::{
-    Instance, InstanceChange, InstanceId, InstanceName, ProxyConfig, S3Config, SessionCommand, Settings,
-    SettingsPatch,
+    Instance, InstanceChange, InstanceId, InstanceName, InstanceState, ProxyConfig, S3Config, SessionCommand,
+    Settings, SettingsPatch,
 };
 use crate::outbound::OutboundClient;
 use crate::ports::{BlobKey, Ports};
@@ -178,7 +178,15 @@ impl InstanceService {
     ) -> Result<Option<ProxyConfig>> {
         let instance = self.target(caller, name).await?;
         let proxy = input.into_config(&self.keys)?;
-        Ok(self.change(&instance, InstanceChange::Proxy(proxy)).await?.proxy.clone())
+        let updated = self.change(&instance, InstanceChange::Proxy(proxy)).await?;
+        // A live session dials again through the new proxy; without one it is used at the next start.
+        if matches!(updated.connection.state, InstanceState::Connected | InstanceState::Connecting) {
+            let command = SessionCommand::Redial { instance: instance.id.clone() };
+            if let Err(error) = routing::send_command(&self.ports, &command).await {
+                tracing::warn!(instance = %instance.id, %error, "proxy stored but not sent to the session host");
+            }
+        }
+        Ok(updated.proxy.clone())
     }
 
     pub async fn s3(&self, caller: &Caller, name: &str) -> Result<Option<S3Config>> {

@@ -9,6 +9,7 @@ pub mod dispatch;
 pub mod fields;
 mod inputs;
 mod instances;
+pub mod logout;
 mod rate_limit;
 pub mod routing;
 mod sessions;

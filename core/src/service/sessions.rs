@@ -8,11 +8,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::domain::{
-    ConnectOutcome, ConnectRequest, ConnectRequestId, Connection, Event, InstanceChange, InstanceState,
-    LoginMethod, PhoneNumber, Profile, SessionCommand, StateChange,
+    ConnectOutcome, ConnectRequest, ConnectRequestId, InstanceState, LoginMethod, PhoneNumber, SessionCommand,
 };
 use crate::ports::BlobKey;
-use crate::service::{Caller, InstanceService, routing};
+use crate::service::{Caller, InstanceService, logout, routing};
 use crate::{Error, Result};
 
 /// How long a connect call waits for its session host, and how often it looks.
@@ -153,23 +152,11 @@ impl InstanceService {
     #[tracing::instrument(skip_all, fields(account = %caller.account.id))]
     pub async fn logout(&self, caller: &Caller, name: &str) -> Result<()> {
         let instance = self.target(caller, name).await?;
-        // The state goes first: a session that sees `loggedout` saves no credentials any more, so
-        // none can reappear after the wipe below.
         let wiped = async {
-            let newly = instance.connection.state != InstanceState::LoggedOut;
-            if newly {
-                let connection = Connection { state: InstanceState::LoggedOut, ..Connection::default() };
-                let change = InstanceChange::Session { connection, profile: Profile::default() };
-                self.change(&instance, change).await?;
-            }
-            self.ports.blobs.delete(&BlobKey::session_store(&instance.id)).await?;
+            let at = self.clock.now();
+            logout::record_logout(&self.ports, &instance.id, logout::REQUESTED_THROUGH_API, None, at).await?;
             routing::send_command(&self.ports, &SessionCommand::Logout { instance: instance.id.clone() })
-                .await?;
-            if newly {
-                let change = StateChange::LoggedOut { reason: "logout requested through the API".into() };
-                self.ports.events.send(&Event::state(instance.id.clone(), &change, self.clock.now())).await?;
-            }
-            Ok(())
+                .await
         };
         wiped.await.map_err(|error| {
             tracing::error!(instance = %instance.id, %error, "logout failed");

@@ -32,11 +32,13 @@ pub struct ConnectionGate {
 
 /// Builds the gate from the environment once, then answers API Gateway until the runtime ends.
 pub async fn run() -> Result<(), lambda_http::Error> {
-    crate::lambda::init_logging();
-    let resources = aws::AwsResources::from_env()?;
+    let args: crate::config::FunctionArgs = aws::config::from_env("websocket")?;
+    ryze_core::telemetry::init(args.log_format);
+    let resources = args.aws.resources()?;
+    let keys = Arc::new(ryze_core::secrets::Keyring::new(&args.master_key.key()?));
     let config = aws::sdk_config().await;
-    // It never waits for a connect call: the wait is the api function's default, unused.
-    let services = crate::lambda::services(aws::ports(&config, &resources), 20)?;
+    // It never waits for a connect call: the connect wait is configured, and unused.
+    let services = crate::lambda::services(aws::ports(&config, &resources), keys, &args);
     let connections = Arc::new(DynamoLiveConnections::from_config(&config, &resources.table));
     let gate = Arc::new(ConnectionGate::new(services, connections));
     lambda_runtime::run(lambda_runtime::service_fn(

@@ -65,7 +65,7 @@ pub async fn get_proxy(
 }
 
 /// Sets (`enabled: true`) or removes (`enabled: false`) the proxy of the WhatsApp socket, from the
-/// next connect or reconnect on.
+/// next connect or reconnect on; a live session reconnects through it at once (no QR).
 #[utoipa::path(post, path = "/api/instance/proxy/{instance}", tag = "Instance configuration",
     params(("instance" = String, Path, description = "The instance's name")),
     request_body = ProxyInput, security(("token" = []), ("bearer" = [])),

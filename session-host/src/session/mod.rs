@@ -170,6 +170,7 @@ impl<F: ClientFactory> Session<F> {
         if self.holds_lease {
             self.release_lease().await;
         }
+        self.ctx.states.forget(&self.instance);
         // Whatever reached the mailbox after the last command goes back to the fleet.
         self.commands.close();
         let mut leftovers = Vec::new();
@@ -193,6 +194,7 @@ impl<F: ClientFactory> Session<F> {
             SessionCommand::Logout { .. } => self.logout().await,
             SessionCommand::Delete { .. } => self.delete().await,
             SessionCommand::ApplySettings { settings, .. } => self.apply_settings(settings).await,
+            SessionCommand::Redial { .. } => self.redial().await,
         }
     }
 
@@ -225,6 +227,17 @@ impl<F: ClientFactory> Session<F> {
                 self.start(None, Some(login), history_days, true).await;
             }
         }
+    }
+
+    /// Logs in again from the saved store, through the instance's proxy as it is now. A session
+    /// still pairing keeps its socket: the QR on screen stays valid, the next connect uses the proxy.
+    async fn redial(&mut self) {
+        if !self.phase.is_paired() {
+            return;
+        }
+        self.persist().await;
+        self.release_client(false, "proxy changed").await;
+        self.reconnect().await;
     }
 
     async fn reconnect(&mut self) {
@@ -358,7 +371,9 @@ impl<F: ClientFactory> Session<F> {
                 }
             }
             ClientEvent::LoggedOut { reason } => {
-                self.end(InstanceState::LoggedOut, StateChange::LoggedOut { reason }, true).await;
+                // The phone unlinked the device: nothing to unlink, the rest as any logout.
+                self.release_client(false, "logged out").await;
+                self.record_logout(&reason).await;
             }
             ClientEvent::AccountLocked { reason } => {
                 tracing::warn!(%reason, "account locked");
@@ -490,18 +505,39 @@ impl<F: ClientFactory> Session<F> {
     }
 
     async fn logout(&mut self) {
-        // Wiped before the device is unlinked: once WhatsApp sees the unlink, no credentials remain.
-        self.wipe_store().await;
-        self.release_client(true, "logged out").await;
-        // The control plane may have recorded the logout already; one transition, one event.
-        let recorded =
-            self.load_instance().await.is_some_and(|i| i.connection.state == InstanceState::LoggedOut);
-        if !recorded {
-            self.number_jid = None;
-            self.profile = Profile::default();
-            let change = StateChange::LoggedOut { reason: "logout requested through the API".into() };
-            self.transition(InstanceState::LoggedOut, change).await;
+        let reason = ryze_core::service::logout::REQUESTED_THROUGH_API;
+        if self.record_logout(reason).await {
+            self.release_client(true, "logged out").await;
         }
+    }
+
+    /// The logout rules of core (state, wipe, one event), fenced by this session's lease;
+    /// `false` when the lease was lost, and then the client is already stopped.
+    async fn record_logout(&mut self, reason: &str) -> bool {
+        if !self.holds_lease {
+            return false;
+        }
+        let recorded = ryze_core::service::logout::record_logout(
+            &self.ctx.ports,
+            &self.instance,
+            reason,
+            Some(&self.lease),
+            Utc::now(),
+        )
+        .await;
+        match recorded {
+            Ok(_) | Err(ryze_core::Error::InstanceNotFound) => {}
+            Err(ryze_core::Error::LeaseLost) => {
+                self.on_lease_lost().await;
+                return false;
+            }
+            Err(error) => tracing::error!(%error, "logout not fully recorded"),
+        }
+        self.store = StoreClaim::Lost;
+        self.number_jid = None;
+        self.profile = Profile::default();
+        self.ctx.states.record(&self.instance, InstanceState::LoggedOut);
+        true
     }
 
     async fn delete(&mut self) {
@@ -582,7 +618,11 @@ impl<F: ClientFactory> Session<F> {
             .update_instance_fenced(&self.instance, change, Utc::now(), &self.lease)
             .await
         {
-            Ok(_) | Err(ryze_core::Error::InstanceNotFound) => true,
+            Ok(_) => {
+                self.ctx.states.record(&self.instance, state);
+                true
+            }
+            Err(ryze_core::Error::InstanceNotFound) => true,
             Err(ryze_core::Error::LeaseLost) => {
                 self.on_lease_lost().await;
                 false

@@ -343,6 +343,26 @@ async fn whatsapp_unreachable_is_500_and_disconnected() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_set_on_a_live_session_reconnects_it_through_the_proxy_at_once() {
+    let fake = FakeWhatsApp::start().await;
+    let system = TestSystem::start(BACKEND, &fake, defaults).await;
+    let app = &system.app;
+    let account = account(app).await;
+    app.create(&account.token, json!({"name": "moving"})).await;
+    link_by_qr(&system, &fake, &account.token, "moving", PHONE).await;
+    let proxy = TestProxy::start(Kind::Socks5, None, None).await;
+    let body = json!({"enabled": true, "host": "127.0.0.1", "port": proxy.addr.port(), "protocol": "socks5"});
+    let set = app.post("/api/instance/proxy/moving", &account.token, body).await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.text);
+    fake.wait_for("a login through the proxy", DEADLINE, || fake.logins(PHONE) == 2 && proxy.tunnels() >= 1)
+        .await
+        .expect("the live session dialled again through the new proxy");
+    wait_for_state(app, &account.token, "moving", "connected").await;
+    assert_eq!(fake.overlapping_logins(PHONE), 0, "the old socket closed first");
+    system.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_socket_goes_through_the_instances_proxy() {
     let fake = FakeWhatsApp::start().await;
     let certificate = TestCertificate::generate();

@@ -3,11 +3,13 @@
 //! attempts, group = webhook) beside a standard one (delayed retries), and blobs in S3.
 //!
 //! Clients come from the standard AWS environment (region, credentials, `AWS_ENDPOINT_URL` for a
-//! local emulator); resource names come from [`AwsResources`], read from `RYZE_*` variables.
+//! local emulator); resource names come from [`AwsResources`], read from `RYZE_*` variables
+//! through [`AwsArgs`] (see [`config`]).
 
 mod blobs;
 mod cache;
 mod channels;
+pub mod config;
 mod counters;
 mod deliveries;
 mod items;
@@ -22,15 +24,22 @@ use std::sync::Arc;
 pub use blobs::S3BlobStore;
 pub use cache::READ_TTL;
 pub use channels::SqsChannels;
+pub use config::{AwsArgs, ConfigError, MasterKeyArgs};
 pub use counters::DynamoRateCounter;
 pub use deliveries::DynamoDeliveryLog;
 pub use live::{ApiGatewayLiveEvents, DynamoLiveConnections, LiveOutcome, MAX_CONNECTION_DURATION};
 pub use queue::{OrderedAndDelayed, SqsQueue};
 pub use registry::DynamoRegistry;
 
+use std::time::Duration;
+
+use crate::Error;
 use crate::domain::{Event, SessionCommand};
 use crate::ports::Ports;
-use crate::{Error, Result};
+
+/// How often a waiting connect call reads its request item on these adapters: each read is a
+/// DynamoDB consistent read, billed, and the host's code arrives within a second or two.
+pub const CONNECT_POLL_INTERVAL: Duration = Duration::from_millis(25);
 
 /// Where a deployment's state lives, by name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,42 +67,6 @@ impl AwsResources {
         "RYZE_DEAD_DELIVERY_QUEUE_URL",
         "RYZE_BUCKET",
     ];
-
-    /// Reads the `RYZE_*` variables, naming every one that is missing.
-    pub fn from_env() -> Result<Self> {
-        let values: Vec<Option<String>> = Self::VARIABLES
-            .iter()
-            .map(|name| std::env::var(name).ok().filter(|value| !value.is_empty()))
-            .collect();
-        match values.as_slice() {
-            [
-                Some(table),
-                Some(commands),
-                Some(events),
-                Some(ordered),
-                Some(deliveries),
-                Some(dead),
-                Some(bucket),
-            ] => Ok(Self {
-                table: table.clone(),
-                command_queue_url: commands.clone(),
-                event_queue_url: events.clone(),
-                ordered_delivery_queue_url: ordered.clone(),
-                delivery_queue_url: deliveries.clone(),
-                dead_delivery_queue_url: dead.clone(),
-                bucket: bucket.clone(),
-            }),
-            _ => {
-                let missing: Vec<_> = Self::VARIABLES
-                    .iter()
-                    .zip(&values)
-                    .filter(|(_, value)| value.is_none())
-                    .map(|(name, _)| *name)
-                    .collect();
-                Err(Error::storage(format!("missing configuration: {}", missing.join(", "))))
-            }
-        }
-    }
 
     /// `NAME=value` lines that configure a shell (`eval "$(...)"`).
     pub fn to_env_lines(&self) -> String {

@@ -36,6 +36,10 @@ use crate::ports::Ports;
 use crate::secrets::MasterKey;
 use crate::{Error, Result};
 
+/// How often a waiting connect call reads its request item on these adapters: a SQLite point read
+/// costs nothing, and polling often takes the code to the caller sooner.
+pub const CONNECT_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Commands and events waiting in memory beyond this are refused rather than piling up.
 pub const QUEUE_CAPACITY: usize = 10_000;
 

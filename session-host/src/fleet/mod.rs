@@ -19,7 +19,7 @@ use std::time::Duration;
 use ryze_core::domain::{ConnectOutcome, Holder, HostRecord, InstanceId, Lease, SessionCommand};
 use ryze_core::ports::{CommandQueue, Delivery, Ports};
 use ryze_core::secrets::Keyring;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -28,8 +28,11 @@ use crate::HostError;
 use crate::client::ClientFactory;
 use crate::config::HostConfig;
 use crate::membership::{Claim, Membership};
+use crate::metrics::{SessionStates, SessionsGauge};
 use crate::pacing::Pacer;
 use crate::session::{Finished, MAILBOX, Session, Start};
+
+mod drain;
 
 /// What every session of a host shares.
 pub struct HostContext<F> {
@@ -40,37 +43,14 @@ pub struct HostContext<F> {
     /// Spaces the host's client starts, so that a takeover of a thousand sessions does not dial
     /// them all at once.
     pub(crate) pacer: Pacer,
+    /// Each session's last recorded state, for the per-state metric.
+    pub(crate) states: SessionStates,
 }
 
 /// How long one receive waits on the command queue (a long poll on SQS).
 const RECEIVE_WAIT: Duration = Duration::from_secs(20);
 /// How long the sessions get to save their stores and stop when the host stops.
 const DRAIN_BUDGET: Duration = Duration::from_secs(25);
-
-/// How many sessions a host holds, readable while it runs (health checks, scaling metrics) and
-/// watchable (scale-in protection follows it).
-#[derive(Debug, Clone)]
-pub struct SessionsGauge(Arc<watch::Sender<usize>>);
-
-impl Default for SessionsGauge {
-    fn default() -> Self {
-        Self(Arc::new(watch::Sender::new(0)))
-    }
-}
-
-impl SessionsGauge {
-    pub fn get(&self) -> usize {
-        *self.0.borrow()
-    }
-
-    pub fn subscribe(&self) -> watch::Receiver<usize> {
-        self.0.subscribe()
-    }
-
-    fn set(&self, sessions: usize) {
-        self.0.send_if_modified(|held| std::mem::replace(held, sessions) != sessions);
-    }
-}
 
 /// A session host: runs until its shutdown token is cancelled.
 pub struct SessionHost<F: ClientFactory> {
@@ -79,6 +59,31 @@ pub struct SessionHost<F: ClientFactory> {
     gauge: SessionsGauge,
     tasks: JoinSet<Finished>,
     next_generation: u64,
+    linger: Linger,
+}
+
+/// How long the process should stay up after the host stopped, so that a long poll it abandoned
+/// can still hand back what it took (set by the drain; zero when nothing is at stake).
+#[derive(Debug, Clone, Default)]
+pub struct Linger(Arc<std::sync::Mutex<Duration>>);
+
+impl Linger {
+    pub fn get(&self) -> Duration {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn set(&self, linger: Duration) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = linger;
+    }
+
+    /// Waits out the linger: what a process does after the host's `run` returned, before exiting.
+    pub async fn wait(&self) {
+        let linger = self.get();
+        if !linger.is_zero() {
+            tracing::info!(?linger, "waiting for abandoned polls to hand back what they took");
+            tokio::time::sleep(linger).await;
+        }
+    }
 }
 
 struct LiveSession {
@@ -92,6 +97,10 @@ struct LiveSession {
 struct Running {
     membership: Membership,
     channel: Arc<CommandQueue>,
+    /// Another start of this host's id took its record, or it was judged dead and removed: its
+    /// record and its channel (named after the id) are not its own any more, so its drain leaves
+    /// both alone.
+    superseded: bool,
     /// When a beat last went through; a host that cannot beat for a lease period gives its
     /// sessions up, since others may have judged it dead.
     last_beat: Instant,
@@ -101,16 +110,34 @@ impl<F: ClientFactory> SessionHost<F> {
     pub fn new(ports: Ports, keys: Arc<Keyring>, config: HostConfig, factory: F) -> Self {
         let pacer = Pacer::new(config.connects_per_second);
         Self {
-            ctx: Arc::new(HostContext { ports, keys, config, factory, pacer }),
+            ctx: Arc::new(HostContext {
+                ports,
+                keys,
+                config,
+                factory,
+                pacer,
+                states: SessionStates::default(),
+            }),
             sessions: HashMap::new(),
             gauge: SessionsGauge::default(),
             tasks: JoinSet::new(),
             next_generation: 0,
+            linger: Linger::default(),
         }
     }
 
     pub fn gauge(&self) -> SessionsGauge {
         self.gauge.clone()
+    }
+
+    /// How long the process should stay up once `run` returned (see [`Linger`]).
+    pub fn linger(&self) -> Linger {
+        self.linger.clone()
+    }
+
+    /// The sessions' states as last recorded, for the per-state metric.
+    pub fn states(&self) -> SessionStates {
+        self.ctx.states.clone()
     }
 
     fn has_room(&self) -> bool {
@@ -137,7 +164,7 @@ impl<F: ClientFactory> SessionHost<F> {
         .await
         .map_err(|e| fail("joining the fleet", e))?;
         tracing::info!(max_sessions = config.max_sessions, "session host started");
-        let mut running = Running { membership, channel, last_beat: Instant::now() };
+        let mut running = Running { membership, channel, superseded: false, last_beat: Instant::now() };
         let sessions_stop = shutdown.child_token();
         if let Some(earlier) = running.membership.earlier_starts() {
             self.take_over(&mut running, &earlier, None, &sessions_stop).await;
@@ -177,93 +204,6 @@ impl<F: ClientFactory> SessionHost<F> {
         Ok(())
     }
 
-    /// Lets every session hand over or keep its lease, beating meanwhile (a host that stops beating
-    /// mid-drain would be judged dead with clients still running), then leaves the fleet.
-    ///
-    /// A handed-over session's reconnect goes straight to a peer's channel, spread over the peers
-    /// with room: on the shared queue this host's own abandoned long poll could take it and hide
-    /// it for a visibility timeout once the process is gone. With no peer it goes to the shared
-    /// queue, and the host waits for its abandoned poll to return (and hand back) first.
-    async fn drain(&mut self, running: &mut Running, sessions_stop: &CancellationToken) {
-        let me = running.membership.holder();
-        let peers: Vec<String> = match running.membership.leases().hosts().await {
-            Ok(hosts) => hosts
-                .into_iter()
-                .filter(|host| host.holder() != me && host.has_room() && host.beat > 0)
-                .map(|host| host.channel)
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        if let Err(error) = running.membership.beat(self.sessions.len(), true).await {
-            tracing::warn!(%error, "draining not announced");
-        }
-        sessions_stop.cancel();
-        let deadline = Instant::now() + DRAIN_BUDGET;
-        let mut beats = tokio::time::interval(running.membership.timing().beat);
-        let (mut handed, mut to_shared_queue) = (0usize, false);
-        while !self.tasks.is_empty() {
-            tokio::select! {
-                done = self.tasks.join_next() => if let Some(Ok(finished)) = done {
-                    self.sessions.remove(&finished.instance);
-                    if finished.handed_over {
-                        let command = SessionCommand::Reconnect { instance: finished.instance.clone() };
-                        let peer = (!peers.is_empty()).then(|| &peers[handed % peers.len()]);
-                        handed += 1;
-                        let sent = match peer {
-                            Some(address) => self.send_to(address, &command).await,
-                            None => Err(ryze_core::Error::storage("no peer")),
-                        };
-                        if sent.is_err() {
-                            to_shared_queue = true;
-                            if let Err(error) = self.ctx.ports.commands.send(&command).await {
-                                tracing::error!(%error, instance = %finished.instance, "handover lost; a reconnect call resumes it");
-                            }
-                        }
-                    }
-                    to_shared_queue |= !finished.leftovers.is_empty();
-                    self.pass_on(finished.leftovers).await;
-                },
-                _ = beats.tick() => {
-                    if let Err(error) = running.membership.beat(self.tasks.len(), true).await {
-                        tracing::warn!(%error, "beat while draining failed");
-                    }
-                }
-                () = tokio::time::sleep_until(deadline) => {
-                    tracing::warn!(left = self.tasks.len(), "sessions still stopping at the deadline; aborted");
-                    self.tasks.abort_all();
-                    break;
-                }
-            }
-        }
-        self.gauge.set(0);
-        tracing::info!(handed, peers = peers.len(), "sessions handed over");
-        // What still waits in this host's channel is for sessions it no longer runs.
-        let channel = running.channel.clone();
-        if let Ok(left) = channel.receive(10, Duration::ZERO).await {
-            to_shared_queue |= !left.is_empty();
-            for delivery in left {
-                self.pass_on(vec![delivery.message]).await;
-                let _ = channel.ack(&delivery.receipt).await;
-            }
-        }
-        let window = self.ctx.ports.commands.abandoned_receive_window();
-        if to_shared_queue && self.ctx.config.hand_over_on_stop && !window.is_zero() {
-            tracing::info!(?window, "waiting for the abandoned poll to hand back what it took");
-            tokio::time::sleep(window.min(RECEIVE_WAIT) + Duration::from_secs(1)).await;
-        }
-        if !self.ctx.config.hand_over_on_stop {
-            // The leases stay with this host's name, for its next start to resume.
-            return;
-        }
-        let address = running.membership.record().channel.clone();
-        if let Err(error) = self.ctx.ports.channels.close(&address).await {
-            tracing::warn!(%error, "channel not removed");
-        }
-        if let Err(error) = running.membership.leave().await {
-            tracing::warn!(%error, "host record not removed; others will judge it dead");
-        }
-    }
-
     /// One heartbeat and what follows from it; `false` when this host must stop serving.
     async fn beat(&mut self, running: &mut Running, draining: bool, stop: &CancellationToken) -> bool {
         match running.membership.beat(self.sessions.len(), draining).await {
@@ -279,6 +219,7 @@ impl<F: ClientFactory> SessionHost<F> {
             Err(ryze_core::Error::HostSuperseded) => {
                 tracing::error!("this host was judged dead and replaced; its sessions stop now");
                 self.lose_all();
+                running.superseded = true;
                 false
             }
             Err(error) => {
