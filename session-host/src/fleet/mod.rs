@@ -49,6 +49,8 @@ pub struct HostContext<F> {
 
 /// How long one receive waits on the command queue (a long poll on SQS).
 const RECEIVE_WAIT: Duration = Duration::from_secs(20);
+/// Every how many beats a host looks at all its leases even without a gap (a minute at 5 s).
+const LEASE_CHECK_BEATS: u64 = 12;
 /// How long the sessions get to save their stores and stop when the host stops.
 const DRAIN_BUDGET: Duration = Duration::from_secs(25);
 
@@ -101,6 +103,8 @@ struct Running {
     /// record and its channel (named after the id) are not its own any more, so its drain leaves
     /// both alone.
     superseded: bool,
+    /// Beats so far, for the periodic look at every lease.
+    beats: u64,
     /// When a beat last went through; a host that cannot beat for a lease period gives its
     /// sessions up, since others may have judged it dead.
     last_beat: Instant,
@@ -164,7 +168,8 @@ impl<F: ClientFactory> SessionHost<F> {
         .await
         .map_err(|e| fail("joining the fleet", e))?;
         tracing::info!(max_sessions = config.max_sessions, "session host started");
-        let mut running = Running { membership, channel, superseded: false, last_beat: Instant::now() };
+        let mut running =
+            Running { membership, channel, superseded: false, beats: 0, last_beat: Instant::now() };
         let sessions_stop = shutdown.child_token();
         if let Some(earlier) = running.membership.earlier_starts() {
             self.take_over(&mut running, &earlier, None, &sessions_stop).await;
@@ -208,8 +213,15 @@ impl<F: ClientFactory> SessionHost<F> {
     async fn beat(&mut self, running: &mut Running, draining: bool, stop: &CancellationToken) -> bool {
         match running.membership.beat(self.sessions.len(), draining).await {
             Ok(dead) => {
+                // A gap between beats (a pause, a cut-off) is when others may have taken sessions
+                // over: look at every lease then, and once a minute anyway; not on every beat,
+                // which would read O(sessions) items each period.
+                let beat = running.membership.timing().beat;
+                running.beats += 1;
+                if running.last_beat.elapsed() > beat * 2 || running.beats.is_multiple_of(LEASE_CHECK_BEATS) {
+                    self.check_leases(running).await;
+                }
                 running.last_beat = Instant::now();
-                self.check_leases(running).await;
                 for host in dead {
                     tracing::warn!(dead = %host.id, epoch = host.epoch, "host judged dead; taking over");
                     self.take_over(running, &host.holder(), Some(&host), stop).await;
