@@ -316,12 +316,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // One stop for both: a signal ends the API's intake and the sessions (each saves its store).
     let stop = CancellationToken::new();
     let linger = host.linger();
-    let host = tokio::spawn(host.run(stop.clone()));
+    // The host ends on a signal, or by itself when superseded: then the whole server stops.
+    let host = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let stopped = host.run(stop.clone()).await;
+            stop.cancel();
+            stopped
+        }
+    });
     let dispatching = tokio::spawn(dispatcher.run(events, deliveries, stop.clone().cancelled_owned()));
     let api =
         ryze_functions::server::serve(listener, app, stop.clone().cancelled_owned(), args.server.limits());
     let signals = async {
-        shutdown_signal().await;
+        tokio::select! {
+            () = shutdown_signal() => {}
+            () = stop.cancelled() => {}
+        }
         stop.cancel();
     };
     tokio::join!(api, signals);

@@ -40,10 +40,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let host = SessionHost::new(ports, keys, config, factory);
     let stop = CancellationToken::new();
     let linger = host.linger();
-    let running = tokio::spawn(host.run(stop.clone()));
-    shutdown_signal().await;
+    let running = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let stopped = host.run(stop.clone()).await;
+            stop.cancel();
+            stopped
+        }
+    });
+    tokio::select! {
+        () = shutdown_signal() => {}
+        () = stop.cancelled() => {}
+    }
     stop.cancel();
-    running.await??;
+    let stopped = running.await?;
     linger.wait().await;
+    stopped?;
     Ok(())
 }

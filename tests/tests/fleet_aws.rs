@@ -58,6 +58,11 @@ impl HostProcess {
         assert!(sent.success());
     }
 
+    /// Its exit status, once it has exited by itself.
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("status")
+    }
+
     /// SIGTERM, as ECS stops a task; returns once it exited, with its exit status.
     fn terminate(mut self, within: Duration) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
@@ -244,7 +249,7 @@ async fn sessions_survive_a_killed_host_and_a_drained_one_with_no_qr_and_never_t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_paused_past_its_lease_wakes_up_to_find_its_sessions_gone_and_writes_nothing() {
     let fleet = Fleet::new().await;
-    let a = fleet.host("a");
+    let mut a = fleet.host("a");
     fleet.wait_for_hosts(1).await;
     let mut linked = Vec::new();
     for (n, phone) in PHONES[..2].iter().enumerate() {
@@ -287,6 +292,8 @@ async fn a_host_paused_past_its_lease_wakes_up_to_find_its_sessions_gone_and_wri
         assert_eq!(fleet.fake.logins(phone), 2, "{name}: the paused host did not log in again");
     }
     assert_eq!(fleet.app.ports.leases.hosts().await.expect("hosts").len(), 1, "a did not come back as a");
+    let exited = a.exited().expect("a superseded host exits, for its runner to start a fresh one");
+    assert!(!exited.success(), "{exited}");
     // The one overlap a pause makes, and the only one: the frozen process kept its socket open
     // (the kernel keeps it for a stopped process), so the new owner's login overlapped it and
     // WhatsApp replaced it. No client-side design avoids that; what matters is that the woken

@@ -149,7 +149,8 @@ impl<F: ClientFactory> SessionHost<F> {
     }
 
     /// Serves commands until `shutdown` is cancelled, then hands every session over (each saves
-    /// its credential store first) before returning.
+    /// its credential store first) before returning. Returns an error at once when this start was
+    /// superseded (judged dead and replaced): a process should then exit.
     #[tracing::instrument(name = "session_host", skip_all, fields(host = %self.ctx.config.host_id))]
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), HostError> {
         let config = &self.ctx.config;
@@ -206,6 +207,13 @@ impl<F: ClientFactory> SessionHost<F> {
         drop((shared, own));
         self.drain(&mut running, &sessions_stop).await;
         tracing::info!("session host stopped");
+        if running.superseded {
+            // Judged dead while it was paused or cut off: its sessions are elsewhere. The process
+            // ends, so that its runner (ECS, systemd) starts a fresh host with a new epoch.
+            return Err(HostError::Fleet(
+                "this start of the host was superseded; its sessions are elsewhere".into(),
+            ));
+        }
         Ok(())
     }
 
