@@ -49,6 +49,8 @@ pub struct HostContext<F> {
 
 /// How long one receive waits on the command queue (a long poll on SQS).
 const RECEIVE_WAIT: Duration = Duration::from_secs(20);
+/// Lease takes a takeover runs at once.
+const TAKE_BATCH: usize = 16;
 /// Every how many beats a host looks at all its leases even without a gap (a minute at 5 s).
 const LEASE_CHECK_BEATS: u64 = 12;
 /// How long the sessions get to save their stores and stop when the host stops.
@@ -302,21 +304,34 @@ impl<F: ClientFactory> SessionHost<F> {
             Err(error) => return tracing::error!(%error, "orphaned leases unreadable"),
         };
         let share = self.share_of(running, orphans.len()).await;
+        // Adopters start at different places in the list, so that they seldom race for one
+        // lease, and take in parallel batches: one after another, a thousand conditional
+        // writes would hold the takeover up for seconds.
+        let mut candidates: Vec<_> =
+            orphans.iter().filter(|(instance, _)| !self.sessions.contains_key(instance)).collect();
+        if !candidates.is_empty() {
+            let offset = start_offset(running.membership.holder().host.as_str(), candidates.len());
+            candidates.rotate_left(offset);
+        }
         let mut taken = 0;
-        for (instance, orphaned) in &orphans {
-            if taken >= share || !self.has_room() {
+        for batch in candidates.chunks(TAKE_BATCH) {
+            let want = share
+                .saturating_sub(taken)
+                .min(self.ctx.config.max_sessions.saturating_sub(self.sessions.len()));
+            if want == 0 {
                 break;
             }
-            if self.sessions.contains_key(instance) {
-                continue;
-            }
-            match running.membership.adopt(instance, orphaned).await {
-                Ok(Some(lease)) => {
-                    self.spawn(instance.clone(), lease, Start::Resume, stop);
-                    taken += 1;
+            let batch = &batch[..batch.len().min(want)];
+            let takes = batch.iter().map(|(instance, orphaned)| running.membership.adopt(instance, orphaned));
+            for ((instance, _), took) in batch.iter().zip(futures::future::join_all(takes).await) {
+                match took {
+                    Ok(Some(lease)) => {
+                        self.spawn(instance.clone(), lease, Start::Resume, stop);
+                        taken += 1;
+                    }
+                    Ok(None) => {}
+                    Err(error) => tracing::warn!(%error, %instance, "lease not taken over"),
                 }
-                Ok(None) => {}
-                Err(error) => tracing::warn!(%error, %instance, "lease not taken over"),
             }
         }
         if taken > 0 {
@@ -502,4 +517,11 @@ impl<F: ClientFactory> SessionHost<F> {
 
 async fn receive(commands: Arc<CommandQueue>) -> ryze_core::Result<Vec<Delivery<SessionCommand>>> {
     commands.receive(10, RECEIVE_WAIT).await
+}
+
+/// Where in a list of `len` orphans a host starts taking: spread by its name, stable per host.
+fn start_offset(host: &str, len: usize) -> usize {
+    let spread =
+        host.bytes().fold(0usize, |hash, byte| hash.wrapping_mul(31).wrapping_add(usize::from(byte)));
+    spread % len
 }
