@@ -45,7 +45,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Serve the API and a session host: on the embedded store, or on AWS with `--backend aws`.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage accounts (the SaaS customers) and their TokenAccount.
     Account {
         #[command(subcommand)]
@@ -211,7 +211,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
     match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Account { command } => account(command).await,
         Command::Events { command: EventsCommand::Redrive { instance, data } } => {
             let (ports, _keys, _poll) = open_store(&data).await?;

@@ -280,6 +280,7 @@ fn serve_help_lists_every_variable_and_never_the_master_key() {
         "RYZE_HEARTBEAT_SECS",
         "RYZE_LEASE_SECS",
         "RYZE_CONNECTS_PER_SECOND",
+        "RYZE_SESSIONS_PER_TASK_TARGET",
         // `--backend aws`.
         "RYZE_TABLE",
         "RYZE_COMMAND_QUEUE_URL",

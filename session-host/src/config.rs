@@ -48,6 +48,13 @@ pub struct HostConfig {
     pub hand_over_on_stop: bool,
     /// Client starts per second, host-wide (`RYZE_CONNECTS_PER_SECOND`); 0 for no pace.
     pub connects_per_second: u32,
+    /// The sessions per task the service's scaling aims at (`RYZE_SESSIONS_PER_TASK_TARGET`):
+    /// hosts beyond what the fleet's sessions need lift their scale-in protection
+    /// (`fleet/consolidation.rs`). `None` outside an autoscaled service.
+    pub sessions_per_task_target: Option<usize>,
+    /// How long a host must stay surplus before it lifts its protection: longer than a burst's
+    /// lull, shorter than ECS's own wait before a scale-in (15 minutes below the target).
+    pub surplus_lasts: Duration,
 }
 
 impl HostConfig {
@@ -66,6 +73,8 @@ impl HostConfig {
             lease: LeaseTiming::default(),
             hand_over_on_stop: true,
             connects_per_second: 25,
+            sessions_per_task_target: None,
+            surplus_lasts: Duration::from_secs(5 * 60),
         }
     }
 }

@@ -104,11 +104,12 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     if let Some(service) = cli.metrics_service {
         tokio::spawn(publish_sessions_metric(service, gauge.clone(), host.states(), stop.clone()));
     }
-    // Scale-in and deployments leave a task alone while it holds sessions; off once drained.
+    // Scale-in and deployments leave a task alone while it holds sessions (unless the fleet has
+    // more hosts than its sessions need); off once drained.
     let protection = tokio::spawn(protection::keep(
         TaskProtection::from_env()?,
         ProtectionConfig::default(),
-        gauge.subscribe(),
+        host.protected_sessions().subscribe(),
         stop.clone(),
     ));
     let linger = host.linger();

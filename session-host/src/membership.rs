@@ -21,6 +21,8 @@ pub(crate) struct Membership {
     liveness: Liveness,
     /// The hosts this host judged dead at its last look, not yet removed.
     dead: HashSet<Holder>,
+    /// Every host's record at the last look.
+    hosts: Vec<HostRecord>,
 }
 
 /// Who may run an instance, as far as this host can tell.
@@ -43,7 +45,8 @@ impl Membership {
         let capacity = u32::try_from(capacity).unwrap_or(u32::MAX);
         let record = leases.register_host(id, capacity, channel).await?;
         tracing::info!(host = %record.id, epoch = record.epoch, "joined the fleet");
-        Ok(Self { leases, record, timing, liveness: Liveness::default(), dead: HashSet::new() })
+        let (liveness, dead, hosts) = (Liveness::default(), HashSet::new(), Vec::new());
+        Ok(Self { leases, record, timing, liveness, dead, hosts })
     }
 
     pub(crate) fn holder(&self) -> Holder {
@@ -63,7 +66,13 @@ impl Membership {
         let mut dead = self.liveness.observe(&hosts, Instant::now(), self.timing.lease);
         dead.retain(|host| host.id != self.record.id);
         self.dead = dead.iter().map(HostRecord::holder).collect();
+        self.hosts = hosts;
         Ok(dead)
+    }
+
+    /// Every host's record as the last beat saw it, and the ones judged dead then.
+    pub(crate) fn last_look(&self) -> (&[HostRecord], &HashSet<Holder>) {
+        (&self.hosts, &self.dead)
     }
 
     /// Takes `instance`'s lease for this host unless a live host holds it.

@@ -45,6 +45,12 @@ pub struct HostArgs {
     /// Client starts per second, host-wide (resumes and takeovers included); 0 for no pace.
     #[arg(long, env = "RYZE_CONNECTS_PER_SECOND", default_value_t = 25)]
     pub connects_per_second: u32,
+    /// The sessions per task the service's autoscaling aims at (the template's
+    /// SessionsPerTaskTarget): hosts beyond what the fleet's sessions need lift their ECS
+    /// scale-in protection after five minutes, so that a scale-in can stop them; 0 keeps every
+    /// host with sessions protected.
+    #[arg(long, env = "RYZE_SESSIONS_PER_TASK_TARGET", default_value_t = 0)]
+    pub sessions_per_task_target: usize,
 }
 
 fn parse_host_id(text: &str) -> Result<HostId, String> {
@@ -83,6 +89,7 @@ impl HostArgs {
             lease: Duration::from_secs(self.lease_secs),
         };
         config.connects_per_second = self.connects_per_second;
+        config.sessions_per_task_target = Some(self.sessions_per_task_target).filter(|t| *t > 0);
         if let Some(path) = &self.proxy_ca_file {
             config.proxy_roots = read_pem_certificates(path)?;
         }

@@ -19,6 +19,7 @@ use ryze_core::ports::Ports;
 use ryze_core::secrets::{Keyring, MasterKey};
 use ryze_core::service::routing;
 use ryze_session_host::client::ClientEvent;
+use ryze_session_host::metrics::SessionsGauge;
 use ryze_session_host::{HostConfig, SessionHost, WhatsAppUrl};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -39,6 +40,9 @@ struct Deployment {
 
 struct Host {
     id: HostId,
+    /// Sessions held, and the ones scale-in protection is kept for.
+    held: SessionsGauge,
+    protected: SessionsGauge,
     started: mpsc::UnboundedReceiver<Started>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
@@ -60,6 +64,10 @@ impl Deployment {
     }
 
     fn host(&self, id: &str, max_sessions: usize) -> Host {
+        self.host_with(id, max_sessions, |_| {})
+    }
+
+    fn host_with(&self, id: &str, max_sessions: usize, tweak: impl FnOnce(&mut HostConfig)) -> Host {
         let id = HostId::new(id).unwrap();
         let work = self.dir.path().join(id.as_str());
         let mut config = HostConfig::new(WhatsAppUrl::parse("ws://127.0.0.1:1/ws/chat").unwrap(), work);
@@ -67,6 +75,7 @@ impl Deployment {
         config.lease = TIMING;
         config.max_sessions = max_sessions;
         config.persist_debounce = Duration::from_millis(20);
+        tweak(&mut config);
         let (started_tx, started) = mpsc::unbounded_channel();
         let host = SessionHost::new(
             self.ports.clone(),
@@ -74,10 +83,11 @@ impl Deployment {
             config,
             ScriptedFactory { started: started_tx },
         );
+        let (held, protected) = (host.gauge(), host.protected_sessions());
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let task = tokio::spawn(async move { host.run(token).await.unwrap() });
-        Host { id, started, shutdown, task }
+        Host { id, held, protected, started, shutdown, task }
     }
 
     /// Connects `instance` by QR through the API's routing and links it: the host that took it
@@ -287,4 +297,45 @@ async fn hosts_stopping_together_lose_none_of_the_sessions_they_hand_each_other(
         assert_eq!(deployment.lease(instance).await.holder.map(|h| h.host), Some(c.id.clone()));
     }
     c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_beyond_what_the_sessions_need_lift_their_protection_least_loaded_first() {
+    let deployment = Deployment::new();
+    let mut instances = Vec::new();
+    for name in ["one", "two", "three", "four", "five"] {
+        instances.push(deployment.instance(name).await);
+    }
+    // Ten sessions a task: any number up to ten needs one host, so the other one is surplus.
+    let scaled = |config: &mut HostConfig| {
+        config.sessions_per_task_target = Some(10);
+        config.surplus_lasts = Duration::from_millis(100);
+    };
+    // `a` fills up with two; `b`, started after, gets the rest.
+    let mut a = deployment.host_with("a", 2, scaled);
+    let _one = deployment.link(&instances[0], &mut a).await;
+    let _two = deployment.link(&instances[1], &mut a).await;
+    let mut b = deployment.host_with("b", 100, scaled);
+    let _three = deployment.link(&instances[2], &mut b).await;
+    // Two against one: `b` is the least loaded, so it goes unprotected, still serving.
+    assert_eq!(settled(&a, &b).await, (2, 2, 1, 0));
+
+    // `b` grows past `a`: now `a` is the one a scale-in may stop, and `b` is protected again.
+    let _four = deployment.link(&instances[3], &mut b).await;
+    let _five = deployment.link(&instances[4], &mut b).await;
+    assert_eq!(settled(&a, &b).await, (2, 0, 3, 3));
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Sessions held and protected by `a` and `b`, once they stay the same for a while.
+async fn settled(a: &Host, b: &Host) -> (usize, usize, usize, usize) {
+    let look = || (a.held.get(), a.protected.get(), b.held.get(), b.protected.get());
+    eventually("the protection settled", || async {
+        let now = look();
+        // Longer than a surplus must last plus two beats: a change on its way shows.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        (now == look()).then_some(now)
+    })
+    .await
 }

@@ -6,7 +6,7 @@ use std::process::Command;
 const HOST: &str = env!("CARGO_BIN_EXE_ryze-session-host");
 
 /// Every `RYZE_*` variable the binary reads.
-const VARIABLES: [&str; 22] = [
+const VARIABLES: [&str; 23] = [
     "RYZE_WHATSAPP_URL",
     "RYZE_WHATSAPP_WEB_VERSION",
     "RYZE_QR_BUDGET_SECS",
@@ -17,6 +17,7 @@ const VARIABLES: [&str; 22] = [
     "RYZE_HEARTBEAT_SECS",
     "RYZE_LEASE_SECS",
     "RYZE_CONNECTS_PER_SECOND",
+    "RYZE_SESSIONS_PER_TASK_TARGET",
     "RYZE_WORK_DIR",
     "RYZE_HEALTH_LISTEN",
     "RYZE_METRICS_SERVICE",

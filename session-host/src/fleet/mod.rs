@@ -24,6 +24,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use self::consolidation::Consolidation;
 use crate::HostError;
 use crate::client::ClientFactory;
 use crate::config::HostConfig;
@@ -32,6 +33,7 @@ use crate::metrics::{SessionStates, SessionsGauge};
 use crate::pacing::Pacer;
 use crate::session::{Finished, MAILBOX, Session, Start};
 
+mod consolidation;
 mod drain;
 
 /// What every session of a host shares.
@@ -61,6 +63,9 @@ pub struct SessionHost<F: ClientFactory> {
     ctx: Arc<HostContext<F>>,
     sessions: HashMap<InstanceId, LiveSession>,
     gauge: SessionsGauge,
+    /// The sessions scale-in protection is kept for: all of them, or none once this host is
+    /// surplus (`consolidation.rs`).
+    protected: SessionsGauge,
     tasks: JoinSet<Finished>,
     next_generation: u64,
     linger: Linger,
@@ -110,6 +115,9 @@ struct Running {
     /// When a beat last went through; a host that cannot beat for a lease period gives its
     /// sessions up, since others may have judged it dead.
     last_beat: Instant,
+    consolidation: Consolidation,
+    /// Surplus for long enough: the task may go unprotected.
+    surplus: bool,
 }
 
 impl<F: ClientFactory> SessionHost<F> {
@@ -126,6 +134,7 @@ impl<F: ClientFactory> SessionHost<F> {
             }),
             sessions: HashMap::new(),
             gauge: SessionsGauge::default(),
+            protected: SessionsGauge::default(),
             tasks: JoinSet::new(),
             next_generation: 0,
             linger: Linger::default(),
@@ -134,6 +143,12 @@ impl<F: ClientFactory> SessionHost<F> {
 
     pub fn gauge(&self) -> SessionsGauge {
         self.gauge.clone()
+    }
+
+    /// The sessions the task's scale-in protection is kept for: those held, or none while this
+    /// host is more than the fleet needs.
+    pub fn protected_sessions(&self) -> SessionsGauge {
+        self.protected.clone()
     }
 
     /// How long the process should stay up once `run` returned (see [`Linger`]).
@@ -171,11 +186,18 @@ impl<F: ClientFactory> SessionHost<F> {
         .await
         .map_err(|e| fail("joining the fleet", e))?;
         tracing::info!(max_sessions = config.max_sessions, "session host started");
-        let mut running =
-            Running { membership, channel, superseded: false, beats: 0, last_beat: Instant::now() };
+        let mut running = Running {
+            membership,
+            channel,
+            superseded: false,
+            beats: 0,
+            last_beat: Instant::now(),
+            consolidation: Consolidation::new(config.sessions_per_task_target, config.surplus_lasts),
+            surplus: false,
+        };
         let sessions_stop = shutdown.child_token();
         if let Some(earlier) = running.membership.earlier_starts() {
-            self.take_over(&mut running, &earlier, None, &sessions_stop).await;
+            self.take_over(&mut running, &earlier, None, &[], &sessions_stop).await;
         }
 
         // One receive per queue stays in flight across loop turns. Dropping one is safe (the port
@@ -205,6 +227,7 @@ impl<F: ClientFactory> SessionHost<F> {
                 () = shutdown.cancelled() => break,
             }
             self.gauge.set(self.sessions.len());
+            self.protected.set(if running.surplus { 0 } else { self.sessions.len() });
         }
         drop((shared, own));
         self.drain(&mut running, &sessions_stop).await;
@@ -232,9 +255,13 @@ impl<F: ClientFactory> SessionHost<F> {
                     self.check_leases(running).await;
                 }
                 running.last_beat = Instant::now();
-                for host in dead {
+                let (hosts, judged_dead) = running.membership.last_look();
+                let me = running.membership.holder();
+                running.surplus = running.consolidation.observe(hosts, judged_dead, &me, running.last_beat);
+                let gone: Vec<Holder> = dead.iter().map(HostRecord::holder).collect();
+                for host in &dead {
                     tracing::warn!(dead = %host.id, epoch = host.epoch, "host judged dead; taking over");
-                    self.take_over(running, &host.holder(), Some(&host), stop).await;
+                    self.take_over(running, &host.holder(), Some(host), &gone, stop).await;
                 }
                 true
             }
@@ -291,19 +318,21 @@ impl<F: ClientFactory> SessionHost<F> {
 
     /// Takes over the leases `gone` left, as many as this host's share of the room allows, and
     /// resumes each session; with `record` (another host, dead) re-routes what waited in its
-    /// channel and removes it once nothing is left under its name.
+    /// channel and removes it once nothing is left under its name. `dead` are the hosts judged
+    /// dead on this beat: they share in nothing.
     async fn take_over(
         &mut self,
         running: &mut Running,
         gone: &Holder,
         record: Option<&HostRecord>,
+        dead: &[Holder],
         stop: &CancellationToken,
     ) {
         let orphans = match running.membership.orphans_of(gone).await {
             Ok(orphans) => orphans,
             Err(error) => return tracing::error!(%error, "orphaned leases unreadable"),
         };
-        let share = self.share_of(running, orphans.len()).await;
+        let share = self.share_of(running, orphans.len(), dead);
         // Adopters start at different places in the list, so that they seldom race for one
         // lease, and take in parallel batches: one after another, a thousand conditional
         // writes would hold the takeover up for seconds.
@@ -366,10 +395,13 @@ impl<F: ClientFactory> SessionHost<F> {
     /// How many of `orphans` this host takes in one pass: an even share among the live hosts with
     /// room, so that a dead host's sessions spread over the fleet instead of filling the first
     /// host that noticed. What the others do not take is left for the next beat.
-    async fn share_of(&self, running: &Running, orphans: usize) -> usize {
-        let hosts = running.membership.leases().hosts().await.unwrap_or_default();
+    fn share_of(&self, running: &Running, orphans: usize, dead: &[Holder]) -> usize {
+        let (hosts, _) = running.membership.last_look();
         let me = running.membership.holder();
-        let others = hosts.iter().filter(|h| h.holder() != me && h.has_room() && h.beat > 0).count();
+        let others = hosts
+            .iter()
+            .filter(|h| h.holder() != me && !dead.contains(&h.holder()) && h.has_room() && h.beat > 0)
+            .count();
         orphans.div_ceil(others + 1).max(1)
     }
 

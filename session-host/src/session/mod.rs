@@ -6,6 +6,8 @@
 //! credential store right after pairing, after changes (debounced) and when it stops.
 
 mod ownership;
+mod pairing;
+mod phase;
 mod settings;
 mod store;
 
@@ -21,6 +23,8 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
+use self::phase::{Link, Pairing, Phase, Running, Stage, next_event};
+use self::store::StoreClaim;
 use crate::client::{ClientEvent, ClientFactory, SessionClient, StartSpec};
 use crate::fleet::HostContext;
 
@@ -50,25 +54,12 @@ pub(crate) struct Finished {
     pub handed_over: bool,
 }
 
-/// Where a session is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// No client.
-    Idle,
-    /// Waiting for a QR scan or a pairing code to be entered.
-    Pairing,
-    /// Paired, logging in with the saved credentials.
-    LoggingIn,
-    Connected,
-    /// The socket dropped; the client is retrying.
-    Reconnecting,
-}
-
-impl Phase {
-    /// Whether the client holds a linked device whose store is worth saving.
-    fn is_paired(self) -> bool {
-        matches!(self, Self::LoggingIn | Self::Connected | Self::Reconnecting)
-    }
+/// How a client starts.
+enum Begin {
+    /// Linking a new device.
+    Pair(LoginMethod),
+    /// Logging in with a saved credential store.
+    LogIn(Vec<u8>),
 }
 
 pub(crate) struct Session<F: ClientFactory> {
@@ -86,28 +77,15 @@ pub(crate) struct Session<F: ClientFactory> {
     lost: CancellationToken,
     /// Let go for another host on the host's stop.
     handed_over: bool,
-    phase: Phase,
-    client: Option<F::Client>,
-    events: Option<mpsc::UnboundedReceiver<ClientEvent>>,
+    phase: Phase<F::Client>,
     /// Connect calls waiting for the first code.
     waiting: Vec<ConnectRequestId>,
-    /// The code a connect call is answered with while pairing.
-    code: Option<ConnectOutcome>,
-    login: Option<LoginMethod>,
     settings: Settings,
     number_jid: Option<String>,
     profile: Profile,
-    /// When the phase gives up: the QR budget while pairing, the reconnect budget while retrying.
-    give_up_at: Option<Instant>,
-    /// When the credential store is next saved.
-    persist_at: Option<Instant>,
     /// What this session knows of its stored credential store; every save is conditioned on it.
     store: StoreClaim,
-    /// When the presence is next set from the settings.
-    presence_at: Option<Instant>,
 }
-
-use store::StoreClaim;
 
 impl<F: ClientFactory> Session<F> {
     pub(crate) fn new(
@@ -130,18 +108,11 @@ impl<F: ClientFactory> Session<F> {
             lost,
             handed_over: false,
             phase: Phase::Idle,
-            client: None,
-            events: None,
             waiting: Vec::new(),
-            code: None,
-            login: None,
             settings: Settings::default(),
             number_jid: None,
             profile: Profile::default(),
-            give_up_at: None,
-            persist_at: None,
             store: StoreClaim::Absent,
-            presence_at: None,
         }
     }
 
@@ -151,14 +122,14 @@ impl<F: ClientFactory> Session<F> {
             Start::Command(command) => self.apply(command).await,
             Start::Resume => self.resume().await,
         }
-        while self.holds_lease && !(self.phase == Phase::Idle && self.waiting.is_empty()) {
-            let wake_at = [self.give_up_at, self.persist_at, self.presence_at].into_iter().flatten().min();
+        while self.holds_lease && !(self.phase.is_idle() && self.waiting.is_empty()) {
+            let wake_at = self.phase.wake_at();
             tokio::select! {
                 command = self.commands.recv() => match command {
                     Some(command) => self.apply(command).await,
                     None => break,
                 },
-                event = next_event(&mut self.events) => self.on_client_event(event).await,
+                event = next_event(&mut self.phase) => self.on_client_event(event).await,
                 () = sleep_until_some(wake_at) => self.on_timer().await,
                 () = self.lost.cancelled() => self.on_lease_lost().await,
                 () = self.shutdown.cancelled() => {
@@ -198,41 +169,10 @@ impl<F: ClientFactory> Session<F> {
         }
     }
 
-    async fn connect(&mut self, request: ConnectRequestId, login: LoginMethod, history_days: Option<u16>) {
-        match self.phase {
-            Phase::Pairing => match (&login, &self.code) {
-                // A second pairing-code login on a QR session: same socket, ask for a code.
-                (LoginMethod::PairingCode { phone }, Some(ConnectOutcome::QrCode { .. })) => {
-                    let phone = phone.as_str().to_owned();
-                    self.waiting.push(request);
-                    self.request_pairing_code(&phone).await;
-                }
-                (_, Some(code)) => {
-                    let code = code.clone();
-                    self.answer(&request, code).await;
-                }
-                (_, None) => self.waiting.push(request),
-            },
-            Phase::Connected => self.answer(&request, failed("already connected")).await,
-            Phase::LoggingIn | Phase::Reconnecting => {
-                self.answer(&request, failed("session is logging in with saved credentials")).await;
-            }
-            Phase::Idle => {
-                self.waiting.push(request);
-                // A connect links a new device: credentials of an old link are discarded.
-                if let Err(error) = self.ctx.ports.blobs.delete(&self.store_key()).await {
-                    tracing::warn!(%error, "stale credential store not removed");
-                }
-                self.store = StoreClaim::Absent;
-                self.start(None, Some(login), history_days, true).await;
-            }
-        }
-    }
-
     /// Logs in again from the saved store, through the instance's proxy as it is now. A session
     /// still pairing keeps its socket: the QR on screen stays valid, the next connect uses the proxy.
     async fn redial(&mut self) {
-        if !self.phase.is_paired() {
+        if self.phase.link().is_none() {
             return;
         }
         self.persist().await;
@@ -241,7 +181,7 @@ impl<F: ClientFactory> Session<F> {
     }
 
     async fn reconnect(&mut self) {
-        if self.phase != Phase::Idle {
+        if !self.phase.is_idle() {
             return;
         }
         match self.ctx.ports.blobs.get_versioned(&self.store_key()).await {
@@ -250,28 +190,22 @@ impl<F: ClientFactory> Session<F> {
                 // A handover queued this with the state at `connecting` already: said once.
                 let recorded = self.load_instance().await.map(|i| i.connection.state);
                 let announce = recorded != Some(InstanceState::Connecting);
-                self.start(Some(store.bytes), None, None, announce).await;
+                self.start(Begin::LogIn(store.bytes), None, announce).await;
             }
             Ok(None) => tracing::info!("reconnect without a saved session ignored"),
             Err(error) => tracing::error!(%error, "credential store unreadable; reconnect abandoned"),
         }
     }
 
-    /// Starts a client: pairing when `store` is `None`, logging in with it otherwise. `announce`
-    /// records `connecting` with its event; a resume of an instance that reads `connecting`
-    /// already (its last host said so on the way down) does not say it twice.
-    async fn start(
-        &mut self,
-        store: Option<Vec<u8>>,
-        login: Option<LoginMethod>,
-        history_days: Option<u16>,
-        announce: bool,
-    ) {
+    /// Starts a client. `announce` records `connecting` with its event; a resume of an instance
+    /// that reads `connecting` already (its last host said so on the way down) does not say it
+    /// twice.
+    async fn start(&mut self, begin: Begin, history_days: Option<u16>, announce: bool) {
         let Some(instance) = self.load_instance().await else {
             self.fail_waiting("instance not found").await;
             return;
         };
-        let pairing = store.is_none();
+        let pairing = matches!(begin, Begin::Pair(_));
         self.settings = instance.settings.clone();
         // A login resumes the linked number and profile; a pairing may link another number.
         (self.number_jid, self.profile) = if pairing {
@@ -293,6 +227,10 @@ impl<F: ClientFactory> Session<F> {
             }
             None => None,
         };
+        let (store, login) = match begin {
+            Begin::Pair(login) => (None, Some(login)),
+            Begin::LogIn(store) => (Some(store), None),
+        };
         let spec = StartSpec {
             instance: self.instance.clone(),
             store,
@@ -303,13 +241,19 @@ impl<F: ClientFactory> Session<F> {
         self.ctx.pacer.wait().await;
         match self.ctx.factory.start(spec).await {
             Ok((client, events)) => {
-                self.client = Some(client);
-                self.events = Some(events);
-                self.login = login.clone();
-                self.phase = if pairing { Phase::Pairing } else { Phase::LoggingIn };
-                let budget =
-                    if pairing { self.ctx.config.qr_budget } else { self.ctx.config.reconnect_budget };
-                self.give_up_at = Some(Instant::now() + budget);
+                let now = Instant::now();
+                let stage = match &login {
+                    Some(login) => Stage::Pairing(Pairing {
+                        login: login.clone(),
+                        code: None,
+                        give_up_at: now + self.ctx.config.qr_budget,
+                    }),
+                    None => Stage::Linked {
+                        link: Link::LoggingIn { give_up_at: now + self.ctx.config.reconnect_budget },
+                        persist_at: None,
+                    },
+                };
+                self.phase = Phase::Running(Running { client, events, stage });
                 if announce {
                     self.transition(InstanceState::Connecting, StateChange::Connecting).await;
                 }
@@ -329,44 +273,36 @@ impl<F: ClientFactory> Session<F> {
         }
     }
 
-    async fn request_pairing_code(&mut self, phone: &str) {
-        let Some(client) = &self.client else { return };
-        match client.request_pairing_code(phone).await {
-            Ok(code) => self.on_code(ConnectOutcome::PairingCode { code }).await,
-            Err(error) => {
-                tracing::warn!(%error, "no pairing code");
-                self.fail_waiting("pairing code refused").await;
-            }
-        }
-    }
-
     async fn on_client_event(&mut self, event: ClientEvent) {
         match event {
             // Codes matter only while pairing; one arriving after the phone accepted is stale.
-            ClientEvent::QrCode { .. } | ClientEvent::PairingCode { .. } if self.phase != Phase::Pairing => {}
+            ClientEvent::QrCode { .. } | ClientEvent::PairingCode { .. }
+                if self.phase.pairing().is_none() => {}
             ClientEvent::QrCode { code } => {
                 // A pairing-code login shows no QR: the code it was given stays the answer.
-                if !matches!(self.login, Some(LoginMethod::PairingCode { .. })) {
+                if !matches!(
+                    self.phase.pairing(),
+                    Some(Pairing { login: LoginMethod::PairingCode { .. }, .. })
+                ) {
                     self.on_code(ConnectOutcome::QrCode { code }).await;
                 }
             }
             ClientEvent::PairingCode { code } => self.on_code(ConnectOutcome::PairingCode { code }).await,
             ClientEvent::QrCodesExhausted => self.give_up("QR code not scanned in time").await,
             ClientEvent::PairSuccess { jid, business_name } => {
-                self.phase = Phase::LoggingIn;
-                self.code = None;
+                let give_up_at = Instant::now() + self.ctx.config.reconnect_budget;
+                self.phase.relink(Link::LoggingIn { give_up_at });
                 self.number_jid = Some(user_jid(&jid));
                 self.profile.business_name = business_name.filter(|b| !b.is_empty());
                 self.profile.is_business = self.profile.business_name.is_some();
-                self.give_up_at = Some(Instant::now() + self.ctx.config.reconnect_budget);
                 self.persist().await;
             }
             ClientEvent::Connected { jid, push_name } => self.on_connected(jid, push_name).await,
             ClientEvent::Disconnected { reason } => {
-                if self.phase == Phase::Connected {
+                if self.phase.is_connected() {
                     tracing::info!(%reason, "socket dropped; the client retries");
-                    self.phase = Phase::Reconnecting;
-                    self.give_up_at = Some(Instant::now() + self.ctx.config.reconnect_budget);
+                    let give_up_at = Instant::now() + self.ctx.config.reconnect_budget;
+                    self.phase.relink(Link::Reconnecting { give_up_at });
                     self.transition(InstanceState::Connecting, StateChange::Connecting).await;
                 }
             }
@@ -388,8 +324,7 @@ impl<F: ClientFactory> Session<F> {
                 self.end(InstanceState::Disconnected, StateChange::Disconnected { reason }, false).await;
             }
             ClientEvent::Stopped => {
-                self.events = None;
-                if self.phase != Phase::Idle {
+                if !self.phase.is_idle() {
                     let reason = "session ended".to_owned();
                     self.end(InstanceState::Disconnected, StateChange::Disconnected { reason }, false).await;
                 }
@@ -397,7 +332,7 @@ impl<F: ClientFactory> Session<F> {
             ClientEvent::ConnectFailed { reason } => {
                 // A caller waiting for a first code learns now rather than at the QR budget's end:
                 // the client would retry a refused proxy forever.
-                if self.phase == Phase::Pairing && self.code.is_none() {
+                if self.phase.pairing().is_some_and(|pairing| pairing.code.is_none()) {
                     tracing::warn!(%reason, "whatsapp socket not opened; giving up the login");
                     self.end(InstanceState::Disconnected, StateChange::Disconnected { reason }, false).await;
                 }
@@ -406,44 +341,18 @@ impl<F: ClientFactory> Session<F> {
                 self.profile.name = Some(name).filter(|n| !n.is_empty());
                 // whatsapp-rust announces `available` by itself once it learns the name, from a task
                 // it spawns after this event: set the presence the settings ask for a moment later.
-                if self.phase == Phase::Connected {
-                    self.presence_at = Some(Instant::now() + PRESENCE_SETTLE);
-                }
+                self.phase.schedule_presence(Instant::now() + PRESENCE_SETTLE);
             }
             ClientEvent::StoreChanged => {
-                if self.phase.is_paired() && self.persist_at.is_none() {
-                    self.persist_at = Some(Instant::now() + self.ctx.config.persist_debounce);
-                }
+                self.phase.schedule_persist(Instant::now() + self.ctx.config.persist_debounce);
             }
             ClientEvent::IncomingCall(call) => self.on_call(call).await,
             ClientEvent::Message(message) => self.on_message(message).await,
         }
     }
 
-    async fn on_code(&mut self, code: ConnectOutcome) {
-        let change = match &code {
-            ConnectOutcome::QrCode { code } => StateChange::QrReady { qr_code: code.clone() },
-            ConnectOutcome::PairingCode { code } => {
-                StateChange::PairingCodeReady { pairing_code: code.clone() }
-            }
-            ConnectOutcome::Failed { .. } => return,
-        };
-        // whatsapp-rust reports a pairing code twice (the call's result and an event): the same code
-        // again is no new code, and gets no second event.
-        let repeated = self.code.as_ref() == Some(&code);
-        self.code = Some(code.clone());
-        for request in std::mem::take(&mut self.waiting) {
-            self.answer(&request, code.clone()).await;
-        }
-        if !repeated {
-            self.publish(&change).await;
-        }
-    }
-
     async fn on_connected(&mut self, jid: Option<String>, push_name: Option<String>) {
-        self.phase = Phase::Connected;
-        self.give_up_at = None;
-        self.code = None;
+        self.phase.relink(Link::Connected { presence_at: None });
         self.fail_waiting("already connected").await;
         if let Some(jid) = jid {
             self.number_jid = Some(user_jid(&jid));
@@ -463,28 +372,24 @@ impl<F: ClientFactory> Session<F> {
     }
 
     async fn on_timer(&mut self) {
-        let now = Instant::now();
-        if self.presence_at.is_some_and(|at| at <= now) {
-            self.presence_at = None;
-            if self.phase == Phase::Connected {
-                let presence = self.apply_presence().await;
-                self.write_state(InstanceState::Connected, presence).await;
-            }
+        let due = self.phase.take_due(Instant::now());
+        if due.presence {
+            let presence = self.apply_presence().await;
+            self.write_state(InstanceState::Connected, presence).await;
         }
-        if self.persist_at.is_some_and(|at| at <= now) {
+        if due.persist {
             self.persist().await;
         }
-        if self.give_up_at.is_some_and(|at| at <= now) {
-            let reason = match self.phase {
-                Phase::Pairing => "QR code not scanned in time",
-                _ => "could not reconnect",
-            };
+        // A step above may have ended the session; a give-up is for the phase it was due in.
+        if let Some(reason) = due.give_up
+            && !self.phase.is_idle()
+        {
             self.give_up(reason).await;
         }
     }
 
     async fn give_up(&mut self, reason: &str) {
-        tracing::info!(reason, phase = ?self.phase, "session gave up");
+        tracing::info!(reason, phase = self.phase.name(), "session gave up");
         let change = StateChange::Disconnected { reason: reason.to_owned() };
         self.end(InstanceState::Disconnected, change, false).await;
     }
@@ -552,19 +457,13 @@ impl<F: ClientFactory> Session<F> {
     /// Stops the client, unlinking the device first when `unlink`, fails waiting connect calls
     /// with `reason`, and forgets everything the session held for that client.
     async fn release_client(&mut self, unlink: bool, reason: &str) {
-        if let Some(client) = self.client.take() {
+        if let Phase::Running(running) = std::mem::replace(&mut self.phase, Phase::Idle) {
             if unlink {
-                client.logout().await;
+                running.client.logout().await;
             } else {
-                client.stop().await;
+                running.client.stop().await;
             }
         }
-        self.events = None;
-        self.phase = Phase::Idle;
-        self.give_up_at = None;
-        self.persist_at = None;
-        self.presence_at = None;
-        self.code = None;
         self.fail_waiting(reason).await;
     }
 
@@ -664,21 +563,6 @@ pub(crate) fn user_jid(jid: &str) -> String {
             format!("{user}@{server}")
         }
         None => jid.to_owned(),
-    }
-}
-
-/// The next client event; a client that has stopped reporting says `Stopped` once, then nothing.
-/// Cancel safe: `recv` is.
-async fn next_event(events: &mut Option<mpsc::UnboundedReceiver<ClientEvent>>) -> ClientEvent {
-    match events {
-        Some(receiver) => match receiver.recv().await {
-            Some(event) => event,
-            None => {
-                *events = None;
-                ClientEvent::Stopped
-            }
-        },
-        None => std::future::pending().await,
     }
 }
 

@@ -5,7 +5,7 @@
 use ryze_core::domain::{InstanceState, StateChange};
 
 use super::store::StoreClaim;
-use super::{Phase, Session};
+use super::{Begin, Session};
 use crate::client::ClientFactory;
 
 impl<F: ClientFactory> Session<F> {
@@ -14,10 +14,10 @@ impl<F: ClientFactory> Session<F> {
     /// peer), or stays with this host's name for its next start. A pairing one ends: nobody will
     /// scan that QR.
     pub(super) async fn stop_for_shutdown(&mut self) {
-        if self.phase == Phase::Idle {
+        if self.phase.is_idle() {
             return;
         }
-        if !self.phase.is_paired() {
+        if self.phase.link().is_none() {
             let change = StateChange::Disconnected { reason: "session host stopped".into() };
             self.end(InstanceState::Disconnected, change, false).await;
             return;
@@ -54,7 +54,7 @@ impl<F: ClientFactory> Session<F> {
                 if state == InstanceState::Connected {
                     self.transition(InstanceState::Connecting, StateChange::Connecting).await;
                 }
-                self.start(Some(store.bytes), None, None, false).await;
+                self.start(Begin::LogIn(store.bytes), None, false).await;
             }
             Ok(None) => {
                 let change = StateChange::Disconnected { reason: "session host stopped".into() };

@@ -2,14 +2,14 @@
 
 use ryze_core::domain::{InstanceState, PresenceStatus, Settings};
 
-use super::{Phase, Session};
+use super::Session;
 use crate::client::{CallOffer, ClientFactory, IncomingMessage, SessionClient};
 
 impl<F: ClientFactory> Session<F> {
     pub(super) async fn apply_settings(&mut self, settings: Settings) {
         let presence_changed = settings.keep_online_status != self.settings.keep_online_status;
         self.settings = settings;
-        if self.phase == Phase::Connected && presence_changed {
+        if self.phase.is_connected() && presence_changed {
             let presence = self.apply_presence().await;
             self.write_state(InstanceState::Connected, presence).await;
         }
@@ -19,7 +19,7 @@ impl<F: ClientFactory> Session<F> {
     /// otherwise (a device that stays available keeps the phone from notifying its owner).
     pub(super) async fn apply_presence(&self) -> PresenceStatus {
         let available = self.settings.keep_online_status;
-        let Some(client) = &self.client else { return PresenceStatus::Unavailable };
+        let Some(client) = self.phase.client() else { return PresenceStatus::Unavailable };
         match client.set_presence(available).await {
             Ok(()) if available => PresenceStatus::Available,
             Ok(()) => PresenceStatus::Unavailable,
@@ -33,7 +33,7 @@ impl<F: ClientFactory> Session<F> {
     }
 
     pub(super) async fn on_call(&self, call: CallOffer) {
-        let Some(client) = &self.client else { return };
+        let Some(client) = self.phase.client() else { return };
         if !self.settings.auto_reject_calls {
             return;
         }
@@ -49,7 +49,7 @@ impl<F: ClientFactory> Session<F> {
     }
 
     pub(super) async fn on_message(&self, message: IncomingMessage) {
-        let Some(client) = &self.client else { return };
+        let Some(client) = self.phase.client() else { return };
         let ignored = message.from_me
             || (message.is_group && self.settings.ignore_group_messages)
             || (message.is_status && self.settings.ignore_status);

@@ -28,9 +28,9 @@ pub(super) enum StoreClaim {
 impl<F: ClientFactory> Session<F> {
     /// Saves the credential store, if the session has one worth saving.
     pub(super) async fn persist(&mut self) {
-        self.persist_at = None;
-        let Some(client) = &self.client else { return };
-        if !self.phase.is_paired() || !self.holds_lease {
+        self.phase.clear_persist();
+        let Some(client) = self.phase.linked_client() else { return };
+        if !self.holds_lease {
             return;
         }
         let bytes = match client.snapshot().await {
