@@ -7,17 +7,23 @@
 //! it, and the command goes to that holder instead.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use ryze_core::domain::{Holder, HostId, HostRecord, InstanceId, Lease, LeaseTiming, Liveness};
 use ryze_core::ports::Leases;
 use ryze_core::{Error, Result};
 
+/// Shared by the heartbeat task (`fleet/heartbeat.rs`), which beats and looks, and the fleet's
+/// loop, which claims, adopts and buries: the locks are held for no await.
 pub(crate) struct Membership {
     leases: Arc<dyn Leases>,
-    record: HostRecord,
     timing: LeaseTiming,
+    view: Mutex<View>,
+}
+
+struct View {
+    record: HostRecord,
     liveness: Liveness,
     /// The hosts this host judged dead at its last look, not yet removed.
     dead: HashSet<Holder>,
@@ -45,12 +51,16 @@ impl Membership {
         let capacity = u32::try_from(capacity).unwrap_or(u32::MAX);
         let record = leases.register_host(id, capacity, channel).await?;
         tracing::info!(host = %record.id, epoch = record.epoch, "joined the fleet");
-        let (liveness, dead, hosts) = (Liveness::default(), HashSet::new(), Vec::new());
-        Ok(Self { leases, record, timing, liveness, dead, hosts })
+        let view = View { record, liveness: Liveness::default(), dead: HashSet::new(), hosts: Vec::new() };
+        Ok(Self { leases, timing, view: Mutex::new(view) })
+    }
+
+    fn view(&self) -> std::sync::MutexGuard<'_, View> {
+        self.view.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn holder(&self) -> Holder {
-        self.record.holder()
+        self.view().record.holder()
     }
 
     pub(crate) fn timing(&self) -> LeaseTiming {
@@ -59,20 +69,24 @@ impl Membership {
 
     /// One heartbeat, then a look at every host: returns the hosts judged dead (never this one).
     /// `Error::HostSuperseded` means this start is no longer the host's: it must stop at once.
-    pub(crate) async fn beat(&mut self, sessions: usize, draining: bool) -> Result<Vec<HostRecord>> {
+    pub(crate) async fn beat(&self, sessions: usize, draining: bool) -> Result<Vec<HostRecord>> {
         let sessions = u32::try_from(sessions).unwrap_or(u32::MAX);
-        self.record = self.leases.beat(&self.record, sessions, draining).await?;
+        let record = self.record();
+        let record = self.leases.beat(&record, sessions, draining).await?;
         let hosts = self.leases.hosts().await?;
-        let mut dead = self.liveness.observe(&hosts, Instant::now(), self.timing.lease);
-        dead.retain(|host| host.id != self.record.id);
-        self.dead = dead.iter().map(HostRecord::holder).collect();
-        self.hosts = hosts;
+        let mut view = self.view();
+        let mut dead = view.liveness.observe(&hosts, Instant::now(), self.timing.lease);
+        dead.retain(|host| host.id != record.id);
+        view.record = record;
+        view.dead = dead.iter().map(HostRecord::holder).collect();
+        view.hosts = hosts;
         Ok(dead)
     }
 
     /// Every host's record as the last beat saw it, and the ones judged dead then.
-    pub(crate) fn last_look(&self) -> (&[HostRecord], &HashSet<Holder>) {
-        (&self.hosts, &self.dead)
+    pub(crate) fn last_look(&self) -> (Vec<HostRecord>, HashSet<Holder>) {
+        let view = self.view();
+        (view.hosts.clone(), view.dead.clone())
     }
 
     /// Takes `instance`'s lease for this host unless a live host holds it.
@@ -99,7 +113,7 @@ impl Membership {
 
     /// The record of `holder` if that start of its host still counts as alive.
     async fn live_record(&self, holder: &Holder) -> Result<Option<HostRecord>> {
-        if self.dead.contains(holder) {
+        if self.view().dead.contains(holder) {
             return Ok(None);
         }
         // A fresh read: a host that started after this one's last look is alive all the same.
@@ -116,7 +130,8 @@ impl Membership {
 
     /// The leases of this host's earlier starts: the sessions it ran when it last stopped.
     pub(crate) fn earlier_starts(&self) -> Option<Holder> {
-        (self.record.epoch > 1).then(|| Holder { host: self.record.id.clone(), epoch: self.record.epoch - 1 })
+        let me = self.holder();
+        (me.epoch > 1).then(|| Holder { host: me.host, epoch: me.epoch - 1 })
     }
 
     /// Takes one orphaned lease for this host; `None` when another host was quicker.
@@ -125,9 +140,9 @@ impl Membership {
     }
 
     /// Forgets a dead host once nothing is left under its name.
-    pub(crate) async fn bury(&mut self, gone: &HostRecord) -> Result<()> {
+    pub(crate) async fn bury(&self, gone: &HostRecord) -> Result<()> {
         self.leases.remove_host(&gone.holder()).await?;
-        self.dead.remove(&gone.holder());
+        self.view().dead.remove(&gone.holder());
         tracing::info!(host = %gone.id, epoch = gone.epoch, "dead host removed");
         Ok(())
     }
@@ -141,7 +156,7 @@ impl Membership {
         &self.leases
     }
 
-    pub(crate) fn record(&self) -> &HostRecord {
-        &self.record
+    pub(crate) fn record(&self) -> HostRecord {
+        self.view().record.clone()
     }
 }

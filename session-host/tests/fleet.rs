@@ -9,18 +9,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use ryze_core::adapters::embedded;
 use ryze_core::domain::{
-    AccountId, ConnectOutcome, ConnectRequest, ConnectRequestId, Holder, HostId, Instance, InstanceId,
-    InstanceName, InstanceState, Lease, LeaseTiming, LoginMethod, SessionCommand, Settings,
+    AccountId, ConnectOutcome, ConnectRequest, ConnectRequestId, Holder, HostId, HostRecord, Instance,
+    InstanceChange, InstanceId, InstanceName, InstanceState, Lease, LeaseTiming, LoginMethod, SessionCommand,
+    Settings,
 };
-use ryze_core::ports::Ports;
+use ryze_core::ports::{Leases, Ports};
 use ryze_core::secrets::{Keyring, MasterKey};
 use ryze_core::service::routing;
 use ryze_session_host::client::ClientEvent;
 use ryze_session_host::metrics::SessionsGauge;
-use ryze_session_host::{HostConfig, SessionHost, WhatsAppUrl};
+use ryze_session_host::{HostConfig, HostError, SessionHost, WhatsAppUrl};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -45,7 +47,7 @@ struct Host {
     protected: SessionsGauge,
     started: mpsc::UnboundedReceiver<Started>,
     shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<Result<(), HostError>>,
 }
 
 impl Deployment {
@@ -86,7 +88,7 @@ impl Deployment {
         let (held, protected) = (host.gauge(), host.protected_sessions());
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
-        let task = tokio::spawn(async move { host.run(token).await.unwrap() });
+        let task = tokio::spawn(host.run(token));
         Host { id, held, protected, started, shutdown, task }
     }
 
@@ -149,7 +151,7 @@ impl Host {
 
     async fn stop(self) {
         self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(30), self.task).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(30), self.task).await.unwrap().unwrap().unwrap();
     }
 }
 
@@ -275,7 +277,7 @@ async fn hosts_stopping_together_lose_none_of_the_sessions_they_hand_each_other(
     a.shutdown.cancel();
     b.shutdown.cancel();
     for host in [a, b] {
-        tokio::time::timeout(Duration::from_secs(30), host.task).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(30), host.task).await.unwrap().unwrap().unwrap();
     }
     assert!(deployment.ports.leases.hosts().await.unwrap().is_empty(), "both left");
     for instance in [&first, &second] {
@@ -338,4 +340,131 @@ async fn settled(a: &Host, b: &Host) -> (usize, usize, usize, usize) {
         (now == look()).then_some(now)
     })
     .await
+}
+
+/// Leases with faults: beats that fail once `failing_beats` is set (the host cut off from the
+/// store), and takes that wait `take_delay` first (DynamoDB under load: a takeover then holds the
+/// fleet's loop up for longer than a lease period).
+struct FaultyLeases {
+    inner: Arc<dyn Leases>,
+    failing_beats: Arc<std::sync::atomic::AtomicBool>,
+    take_delay: Duration,
+}
+
+impl FaultyLeases {
+    fn wrap(deployment: &mut Deployment, take_delay: Duration) -> Arc<std::sync::atomic::AtomicBool> {
+        let failing_beats = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let inner = deployment.ports.leases.clone();
+        deployment.ports.leases = Arc::new(Self { inner, failing_beats: failing_beats.clone(), take_delay });
+        failing_beats
+    }
+}
+
+#[async_trait]
+impl Leases for FaultyLeases {
+    async fn register_host(
+        &self,
+        id: &HostId,
+        capacity: u32,
+        channel: &str,
+    ) -> ryze_core::Result<HostRecord> {
+        self.inner.register_host(id, capacity, channel).await
+    }
+    async fn beat(&self, host: &HostRecord, sessions: u32, draining: bool) -> ryze_core::Result<HostRecord> {
+        if self.failing_beats.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(ryze_core::Error::Storage("cut off".into()));
+        }
+        self.inner.beat(host, sessions, draining).await
+    }
+    async fn hosts(&self) -> ryze_core::Result<Vec<HostRecord>> {
+        self.inner.hosts().await
+    }
+    async fn remove_host(&self, holder: &Holder) -> ryze_core::Result<()> {
+        self.inner.remove_host(holder).await
+    }
+    async fn lease(&self, instance: &InstanceId) -> ryze_core::Result<Lease> {
+        self.inner.lease(instance).await
+    }
+    async fn take(
+        &self,
+        instance: &InstanceId,
+        holder: &Holder,
+        expected: &Lease,
+    ) -> ryze_core::Result<Option<Lease>> {
+        tokio::time::sleep(self.take_delay).await;
+        self.inner.take(instance, holder, expected).await
+    }
+    async fn release(&self, instance: &InstanceId, held: &Lease) -> ryze_core::Result<bool> {
+        self.inner.release(instance, held).await
+    }
+    async fn held_by(&self, host: &HostId) -> ryze_core::Result<Vec<(InstanceId, Lease)>> {
+        self.inner.held_by(host).await
+    }
+    async fn update_instance_fenced(
+        &self,
+        id: &InstanceId,
+        change: InstanceChange,
+        at: DateTime<Utc>,
+        held: &Lease,
+    ) -> ryze_core::Result<Arc<Instance>> {
+        self.inner.update_instance_fenced(id, change, at, held).await
+    }
+    async fn forget(&self, instance: &InstanceId) -> ryze_core::Result<()> {
+        self.inner.forget(instance).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_cannot_beat_stops_its_clients_without_a_write_and_ends() {
+    let mut deployment = Deployment::new();
+    let failing = FaultyLeases::wrap(&mut deployment, Duration::ZERO);
+    let instance = deployment.instance("sales").await;
+    let mut a = deployment.host("a", 100);
+    let client = deployment.link(&instance, &mut a).await;
+
+    failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    eventually("the client stopped", || async { client.calls.contains(&Call::Stop).then_some(()) }).await;
+    let ended = tokio::time::timeout(Duration::from_secs(30), a.task).await.unwrap().unwrap();
+    assert!(matches!(ended, Err(HostError::Fleet(_))), "the host ends for a fresh start: {ended:?}");
+    // Stopped without a write: the state is whoever takes the lease next's to tell, and the
+    // lease still names `a`, for the others to take once they judge it dead.
+    let state = deployment.ports.registry.instance(&instance).await.unwrap().unwrap().connection.state;
+    assert_eq!(state, InstanceState::Connected);
+    assert_eq!(deployment.lease(&instance).await.holder.map(|h| h.host), Some(a.id.clone()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takeover_longer_than_the_lease_holds_no_heartbeat_up() {
+    let mut deployment = Deployment::new();
+    // A dead host's 64 leases; it never beats again.
+    let dead =
+        deployment.ports.leases.register_host(&HostId::new("z").unwrap(), 100, "z-channel").await.unwrap();
+    for n in 0..64 {
+        let instance = deployment.instance(&format!("orphan-{n}")).await;
+        let lease = deployment.lease(&instance).await;
+        deployment.ports.leases.take(&instance, &dead.holder(), &lease).await.unwrap().unwrap();
+    }
+    // 300 ms a take, 16 at a time: each survivor's share takes 600 ms, twice the lease period.
+    FaultyLeases::wrap(&mut deployment, Duration::from_millis(300));
+    let (b, c) = (deployment.host("b", 100), deployment.host("c", 100));
+    let started = eventually("both hosts up", || async {
+        let hosts = deployment.ports.leases.hosts().await.unwrap();
+        let live: Vec<HostRecord> = hosts.into_iter().filter(|h| h.id != dead.id).collect();
+        (live.len() == 2).then_some(live)
+    })
+    .await;
+
+    eventually("the dead host's leases taken and its record removed", || async {
+        let left = deployment.ports.leases.held_by(&dead.id).await.unwrap();
+        let hosts = deployment.ports.leases.hosts().await.unwrap();
+        (left.is_empty() && hosts.iter().all(|h| h.id != dead.id)).then_some(())
+    })
+    .await;
+    // Both beat all along: neither was judged dead by the other, nor fenced itself (a fenced or
+    // superseded host's run ends with an error, which `stop` would report).
+    let hosts = deployment.ports.leases.hosts().await.unwrap();
+    let holders: Vec<Holder> = hosts.iter().map(HostRecord::holder).collect();
+    assert_eq!(holders, started.iter().map(HostRecord::holder).collect::<Vec<_>>());
+    b.stop().await;
+    c.stop().await;
 }

@@ -59,7 +59,7 @@ impl<F: ClientFactory> SessionHost<F> {
         self.gauge.set(0);
         self.protected.set(0);
         tracing::info!(handed, peers = peers.len(), "sessions handed over");
-        if running.superseded || !self.ctx.config.hand_over_on_stop {
+        if running.fenced.is_some() || !self.ctx.config.hand_over_on_stop {
             // Superseded: the record and the channel (named after the id) are another start's.
             // Kept: the leases stay with this host's name, for its next start to resume.
             return;

@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use self::consolidation::Consolidation;
+use self::heartbeat::{Fenced, Heartbeat, News};
 use crate::HostError;
 use crate::client::ClientFactory;
 use crate::config::HostConfig;
@@ -35,6 +36,7 @@ use crate::session::{Finished, MAILBOX, Session, Start};
 
 mod consolidation;
 mod drain;
+mod heartbeat;
 
 /// What every session of a host shares.
 pub struct HostContext<F> {
@@ -66,6 +68,9 @@ pub struct SessionHost<F: ClientFactory> {
     /// The sessions scale-in protection is kept for: all of them, or none once this host is
     /// surplus (`consolidation.rs`).
     protected: SessionsGauge,
+    /// Cancelled by the heartbeat when this host must stop every client at once (superseded, or
+    /// silent for too long); every session's `lost` is its child.
+    fence: CancellationToken,
     tasks: JoinSet<Finished>,
     next_generation: u64,
     linger: Linger,
@@ -104,17 +109,15 @@ struct LiveSession {
 
 /// The host's view while it runs: its membership and its channel.
 struct Running {
-    membership: Membership,
+    membership: Arc<Membership>,
     channel: Arc<CommandQueue>,
-    /// Another start of this host's id took its record, or it was judged dead and removed: its
-    /// record and its channel (named after the id) are not its own any more, so its drain leaves
-    /// both alone.
-    superseded: bool,
+    /// Fenced by the heartbeat: superseded (another start of this host's id took its record, or
+    /// it was judged dead and removed), or silent past what others wait before judging it dead.
+    /// Either way its record and its channel (named after the id) are, or are about to be, its
+    /// successors' to handle, so its drain leaves both alone.
+    fenced: Option<Fenced>,
     /// Beats so far, for the periodic look at every lease.
     beats: u64,
-    /// When a beat last went through; a host that cannot beat for a lease period gives its
-    /// sessions up, since others may have judged it dead.
-    last_beat: Instant,
     consolidation: Consolidation,
     /// Surplus for long enough: the task may go unprotected.
     surplus: bool,
@@ -135,6 +138,7 @@ impl<F: ClientFactory> SessionHost<F> {
             sessions: HashMap::new(),
             gauge: SessionsGauge::default(),
             protected: SessionsGauge::default(),
+            fence: CancellationToken::new(),
             tasks: JoinSet::new(),
             next_generation: 0,
             linger: Linger::default(),
@@ -176,22 +180,23 @@ impl<F: ClientFactory> SessionHost<F> {
         let address =
             ports.channels.open(&config.host_id).await.map_err(|e| fail("opening the channel", e))?;
         let channel = ports.channels.channel(&address).map_err(|e| fail("opening the channel", e))?;
-        let membership = Membership::join(
-            ports.leases.clone(),
-            &config.host_id,
-            config.max_sessions,
-            &address,
-            config.lease,
-        )
-        .await
-        .map_err(|e| fail("joining the fleet", e))?;
+        let membership = Arc::new(
+            Membership::join(
+                ports.leases.clone(),
+                &config.host_id,
+                config.max_sessions,
+                &address,
+                config.lease,
+            )
+            .await
+            .map_err(|e| fail("joining the fleet", e))?,
+        );
         tracing::info!(max_sessions = config.max_sessions, "session host started");
         let mut running = Running {
             membership,
             channel,
-            superseded: false,
+            fenced: None,
             beats: 0,
-            last_beat: Instant::now(),
             consolidation: Consolidation::new(config.sessions_per_task_target, config.surplus_lasts),
             surplus: false,
         };
@@ -205,8 +210,8 @@ impl<F: ClientFactory> SessionHost<F> {
         // messages back, so restarting it whenever a session ends would only delay commands.
         let mut shared = Box::pin(receive(self.ctx.ports.commands.clone()));
         let mut own = Box::pin(receive(running.channel.clone()));
-        let mut beats = tokio::time::interval(running.membership.timing().beat);
-        beats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut heartbeat =
+            Heartbeat::start(running.membership.clone(), self.gauge.subscribe(), self.fence.clone());
         loop {
             let room = self.has_room();
             tokio::select! {
@@ -218,10 +223,10 @@ impl<F: ClientFactory> SessionHost<F> {
                     own.set(receive(running.channel.clone()));
                     self.handle(&running, running.channel.clone(), received, &sessions_stop).await;
                 }
-                _ = beats.tick() => {
-                    if !self.beat(&mut running, false, &sessions_stop).await {
-                        break;
-                    }
+                Some(news) = heartbeat.news.recv() => self.on_beat(&mut running, news, &sessions_stop).await,
+                () = self.fence.cancelled() => {
+                    running.fenced = heartbeat.fenced();
+                    break;
                 }
                 Some(done) = self.tasks.join_next() => self.on_finished(&running, done, &sessions_stop).await,
                 () = shutdown.cancelled() => break,
@@ -229,62 +234,38 @@ impl<F: ClientFactory> SessionHost<F> {
             self.gauge.set(self.sessions.len());
             self.protected.set(if running.surplus { 0 } else { self.sessions.len() });
         }
-        drop((shared, own));
+        drop((shared, own, heartbeat));
         self.drain(&mut running, &sessions_stop).await;
         tracing::info!("session host stopped");
-        if running.superseded {
-            // Judged dead while it was paused or cut off: its sessions are elsewhere. The process
-            // ends, so that its runner (ECS, systemd) starts a fresh host with a new epoch.
-            return Err(HostError::Fleet(
+        // Its sessions are elsewhere, or soon will be. The process ends, so that its runner (ECS,
+        // systemd) starts a fresh host with a new epoch.
+        match running.fenced {
+            None => Ok(()),
+            Some(Fenced::Superseded) => Err(HostError::Fleet(
                 "this start of the host was superseded; its sessions are elsewhere".into(),
-            ));
-        }
-        Ok(())
-    }
-
-    /// One heartbeat and what follows from it; `false` when this host must stop serving.
-    async fn beat(&mut self, running: &mut Running, draining: bool, stop: &CancellationToken) -> bool {
-        match running.membership.beat(self.sessions.len(), draining).await {
-            Ok(dead) => {
-                // A gap between beats (a pause, a cut-off) is when others may have taken sessions
-                // over: look at every lease then, and once a minute anyway; not on every beat,
-                // which would read O(sessions) items each period.
-                let beat = running.membership.timing().beat;
-                running.beats += 1;
-                if running.last_beat.elapsed() > beat * 2 || running.beats.is_multiple_of(LEASE_CHECK_BEATS) {
-                    self.check_leases(running).await;
-                }
-                running.last_beat = Instant::now();
-                let (hosts, judged_dead) = running.membership.last_look();
-                let me = running.membership.holder();
-                running.surplus = running.consolidation.observe(hosts, judged_dead, &me, running.last_beat);
-                let gone: Vec<Holder> = dead.iter().map(HostRecord::holder).collect();
-                for host in &dead {
-                    tracing::warn!(dead = %host.id, epoch = host.epoch, "host judged dead; taking over");
-                    self.take_over(running, &host.holder(), Some(host), &gone, stop).await;
-                }
-                true
-            }
-            Err(ryze_core::Error::HostSuperseded) => {
-                tracing::error!("this host was judged dead and replaced; its sessions stop now");
-                self.lose_all();
-                running.superseded = true;
-                false
-            }
-            Err(error) => {
-                tracing::error!(%error, "heartbeat failed");
-                if running.last_beat.elapsed() >= running.membership.timing().lease {
-                    tracing::error!("no heartbeat for a lease period; sessions given up");
-                    self.lose_all();
-                }
-                true
-            }
+            )),
+            Some(Fenced::Silent) => Err(HostError::Fleet(
+                "no heartbeat went through for a lease period; the sessions were stopped for other hosts to take"
+                    .into(),
+            )),
         }
     }
 
-    fn lose_all(&mut self) {
-        for live in self.sessions.values() {
-            live.lost.cancel();
+    /// What follows from a beat: a look at every lease after a gap and once a minute (not on
+    /// every beat, which would read O(sessions) items each period), whether this host is surplus,
+    /// and the takeover of the hosts judged dead.
+    async fn on_beat(&mut self, running: &mut Running, news: News, stop: &CancellationToken) {
+        running.beats += 1;
+        if news.after_gap || running.beats.is_multiple_of(LEASE_CHECK_BEATS) {
+            self.check_leases(running).await;
+        }
+        let (hosts, judged_dead) = running.membership.last_look();
+        let me = running.membership.holder();
+        running.surplus = running.consolidation.observe(&hosts, &judged_dead, &me, Instant::now());
+        let gone: Vec<Holder> = news.dead.iter().map(HostRecord::holder).collect();
+        for host in &news.dead {
+            tracing::warn!(dead = %host.id, epoch = host.epoch, "host judged dead; taking over");
+            self.take_over(running, &host.holder(), Some(host), &gone, stop).await;
         }
     }
 
@@ -328,10 +309,54 @@ impl<F: ClientFactory> SessionHost<F> {
         dead: &[Holder],
         stop: &CancellationToken,
     ) {
-        let orphans = match running.membership.orphans_of(gone).await {
-            Ok(orphans) => orphans,
-            Err(error) => return tracing::error!(%error, "orphaned leases unreadable"),
-        };
+        // Pass after pass until nothing is left or a pass takes nothing: hosts racing for one dead
+        // host's leases each take a share per pass, and what a race left them goes in the next
+        // pass rather than on the next beat.
+        loop {
+            let orphans = match running.membership.orphans_of(gone).await {
+                Ok(orphans) => orphans,
+                Err(error) => return tracing::error!(%error, "orphaned leases unreadable"),
+            };
+            if orphans.is_empty() || self.take_share(running, gone, &orphans, dead, stop).await == 0 {
+                break;
+            }
+        }
+        let Some(record) = record else { return };
+        if let Ok(channel) = self.ctx.ports.channels.channel(&record.channel) {
+            while let Ok(batch) = channel.receive(10, Duration::ZERO).await {
+                if batch.is_empty() {
+                    break;
+                }
+                for delivery in batch {
+                    self.route(running, delivery.message, stop).await;
+                    let _ = channel.ack(&delivery.receipt).await;
+                }
+            }
+        }
+        match running.membership.orphans_of(gone).await {
+            Ok(left) if left.is_empty() => {
+                if let Err(error) = self.ctx.ports.channels.close(&record.channel).await {
+                    tracing::warn!(%error, "dead host's channel not removed");
+                }
+                if let Err(error) = running.membership.bury(record).await {
+                    tracing::warn!(%error, "dead host not removed");
+                }
+            }
+            // The rest is for hosts with more room, or for this one's next beat.
+            _ => {}
+        }
+    }
+
+    /// One pass of a takeover: takes this host's share of `orphans`, as its room allows, and
+    /// resumes each; returns how many it took.
+    async fn take_share(
+        &mut self,
+        running: &Running,
+        gone: &Holder,
+        orphans: &[(InstanceId, Lease)],
+        dead: &[Holder],
+        stop: &CancellationToken,
+    ) -> usize {
         let share = self.share_of(running, orphans.len(), dead);
         // Adopters start at different places in the list, so that they seldom race for one
         // lease, and take in parallel batches: one after another, a thousand conditional
@@ -366,30 +391,7 @@ impl<F: ClientFactory> SessionHost<F> {
         if taken > 0 {
             tracing::info!(taken, of = orphans.len(), from = %gone.host, "sessions taken over");
         }
-        let Some(record) = record else { return };
-        if let Ok(channel) = self.ctx.ports.channels.channel(&record.channel) {
-            while let Ok(batch) = channel.receive(10, Duration::ZERO).await {
-                if batch.is_empty() {
-                    break;
-                }
-                for delivery in batch {
-                    self.route(running, delivery.message, stop).await;
-                    let _ = channel.ack(&delivery.receipt).await;
-                }
-            }
-        }
-        match running.membership.orphans_of(gone).await {
-            Ok(left) if left.is_empty() => {
-                if let Err(error) = self.ctx.ports.channels.close(&record.channel).await {
-                    tracing::warn!(%error, "dead host's channel not removed");
-                }
-                if let Err(error) = running.membership.bury(record).await {
-                    tracing::warn!(%error, "dead host not removed");
-                }
-            }
-            // The rest is for hosts with more room, or for this one's next beat.
-            _ => {}
-        }
+        taken
     }
 
     /// How many of `orphans` this host takes in one pass: an even share among the live hosts with
@@ -507,7 +509,7 @@ impl<F: ClientFactory> SessionHost<F> {
         let generation = self.next_generation;
         self.next_generation += 1;
         let (mailbox, commands) = mpsc::channel(MAILBOX);
-        let lost = CancellationToken::new();
+        let lost = self.fence.child_token();
         let session = Session::new(
             instance.clone(),
             generation,
