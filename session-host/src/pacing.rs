@@ -2,34 +2,77 @@
 //! `1 / rate` seconds, so that a host taking over a thousand sessions, or resuming them after a
 //! restart, dials WhatsApp at a steady rate instead of all at once. A start that finds the pace
 //! idle goes at once.
+//!
+//! The pace also yields to the store: every start costs the store a handful of calls (lease, state,
+//! credential store, event), and a store that slows down under them (DynamoDB throttling, an
+//! emulator out of CPU) would slow the heartbeat too, until the host fences itself. The heartbeat
+//! reports each beat's latency ([`Pacer::observe_store`]): a slow one doubles the interval between
+//! starts, a fast one halves it back towards the configured rate.
 
 use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+/// The slowest the pace goes when the store is slow: one start every two seconds.
+const SLOWEST: Duration = Duration::from_secs(2);
+/// Where a pace that was off (rate 0) starts slowing down from.
+const UNPACED_FLOOR: Duration = Duration::from_millis(10);
+
 #[derive(Debug)]
 pub(crate) struct Pacer {
+    configured: Duration,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    next: Instant,
     interval: Duration,
-    next: Mutex<Instant>,
 }
 
 impl Pacer {
     /// `rate` starts per second; 0 means no pace at all.
     pub(crate) fn new(rate: u32) -> Self {
-        let interval = if rate == 0 { Duration::ZERO } else { Duration::from_secs(1) / rate };
-        Self { interval, next: Mutex::new(Instant::now()) }
+        let configured = if rate == 0 { Duration::ZERO } else { Duration::from_secs(1) / rate };
+        Self { configured, state: Mutex::new(State { next: Instant::now(), interval: configured }) }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Waits for this caller's slot.
     pub(crate) async fn wait(&self) {
         let slot = {
-            let mut next = self.next.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let slot = (*next).max(Instant::now());
-            *next = slot + self.interval;
+            let mut state = self.state();
+            let slot = state.next.max(Instant::now());
+            state.next = slot + state.interval;
             slot
         };
         tokio::time::sleep_until(slot).await;
+    }
+
+    /// One call of the store took `latency`, where `slow` is too long and `fast` is healthy: slows
+    /// the pace down or lets it recover.
+    pub(crate) fn observe_store(&self, latency: Duration, slow: Duration, fast: Duration) {
+        let mut state = self.state();
+        let before = state.interval;
+        if latency >= slow {
+            state.interval = (before.max(UNPACED_FLOOR) * 2).min(SLOWEST.max(self.configured));
+        } else if latency <= fast && before > self.configured {
+            let halved = before / 2;
+            state.interval =
+                if halved <= self.configured.max(UNPACED_FLOOR) { self.configured } else { halved };
+        }
+        if state.interval != before {
+            tracing::info!(?latency, interval = ?state.interval, "the store's latency changed the connect pace");
+        }
+    }
+
+    #[cfg(test)]
+    fn interval(&self) -> Duration {
+        self.state().interval
     }
 }
 
@@ -61,5 +104,32 @@ mod tests {
         let idle = Instant::now();
         pacer.wait().await;
         assert_eq!(Instant::now(), idle, "an idle pace does not hold a start back");
+    }
+
+    #[test]
+    fn a_slow_store_slows_the_pace_and_a_fast_one_brings_it_back() {
+        let (slow, fast) = (Duration::from_secs(1), Duration::from_millis(250));
+        let pacer = Pacer::new(25);
+        pacer.observe_store(Duration::from_millis(100), slow, fast);
+        assert_eq!(pacer.interval(), Duration::from_millis(40), "healthy: the configured rate");
+        pacer.observe_store(Duration::from_secs(3), slow, fast);
+        pacer.observe_store(Duration::from_secs(3), slow, fast);
+        assert_eq!(pacer.interval(), Duration::from_millis(160));
+        for _ in 0..10 {
+            pacer.observe_store(Duration::from_secs(6), slow, fast);
+        }
+        assert_eq!(pacer.interval(), SLOWEST, "bounded");
+        pacer.observe_store(Duration::from_millis(500), slow, fast);
+        assert_eq!(pacer.interval(), SLOWEST, "in between: held");
+        for _ in 0..10 {
+            pacer.observe_store(Duration::from_millis(20), slow, fast);
+        }
+        assert_eq!(pacer.interval(), Duration::from_millis(40), "back to the configured rate, not past it");
+
+        let unpaced = Pacer::new(0);
+        unpaced.observe_store(Duration::from_secs(2), slow, fast);
+        assert_eq!(unpaced.interval(), Duration::from_millis(20));
+        unpaced.observe_store(Duration::from_millis(1), slow, fast);
+        assert_eq!(unpaced.interval(), Duration::ZERO);
     }
 }

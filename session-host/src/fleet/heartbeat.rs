@@ -3,10 +3,13 @@
 //! judged dead while its clients still run.
 //!
 //! Each beat is bounded by the beat period. What a beat learns goes to the loop as [`News`]. The
-//! task also fences the host, on its own clock: once it is superseded, or has not beaten for the
-//! lease period less one beat (before any other host can judge it dead, with a beat to spare), it
+//! task also fences the host, on its own clock: once it is superseded, or when the lease period
+//! less half a beat has passed since the start of its last beat that went through (no other host
+//! can have seen that beat before it started, so none can judge this one dead before then), it
 //! cancels the host's fence, which stops every session's client at once without a write; the
-//! host then ends, and its process with it, for a fresh start with a new epoch.
+//! host then ends, and its process with it, for a fresh start with a new epoch. Each beat's
+//! latency also sets the host's connect pace (`pacing.rs`): the sessions' own calls must not
+//! crowd the beats out of a slow store.
 
 use std::sync::Arc;
 
@@ -16,6 +19,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::membership::Membership;
+use crate::pacing::Pacer;
 
 /// What a beat tells the fleet's loop.
 #[derive(Debug)]
@@ -56,11 +60,12 @@ impl Heartbeat {
     pub(super) fn start(
         membership: Arc<Membership>,
         sessions: watch::Receiver<usize>,
+        pacer: Arc<Pacer>,
         fence: CancellationToken,
     ) -> Self {
         let (news_tx, news) = mpsc::channel(4);
         let (fenced_tx, fenced) = watch::channel(None);
-        let task = tokio::spawn(beat(membership, sessions, news_tx, fenced_tx, fence));
+        let task = tokio::spawn(beat(membership, sessions, pacer, news_tx, fenced_tx, fence));
         Self { task, news, fenced }
     }
 
@@ -73,40 +78,61 @@ impl Heartbeat {
 async fn beat(
     membership: Arc<Membership>,
     sessions: watch::Receiver<usize>,
+    pacer: Arc<Pacer>,
     news: mpsc::Sender<News>,
     fenced: watch::Sender<Option<Fenced>>,
     fence: CancellationToken,
 ) {
     let timing = membership.timing();
-    let silent_limit = timing.lease.saturating_sub(timing.beat);
+    let fence_after = timing.lease.saturating_sub(timing.beat / 2);
+    // A beat that takes a fifth of the period slows the connect pace; one under a twentieth lets
+    // it recover (1 s and 250 ms at the default 5 s).
+    let (slow, fast) = (timing.beat / 5, timing.beat / 20);
     let mut ticks = tokio::time::interval(timing.beat);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut last_ok = Instant::now();
+    // Joining the fleet was a write of the record, just before.
+    let mut last_ok_started = Instant::now();
+    let mut last_ok_done = last_ok_started;
     loop {
-        ticks.tick().await;
-        let held = *sessions.borrow();
-        let attempt = membership.beat(held, false);
-        match tokio::time::timeout(timing.beat, attempt).await {
-            Ok(Ok(dead)) => {
-                let after_gap = last_ok.elapsed() > timing.beat * 2;
-                last_ok = Instant::now();
+        // The fence falls at its time whatever the beat is doing, even mid-call.
+        let deadline = last_ok_started + fence_after;
+        let fell = tokio::select! {
+            _ = ticks.tick() => false,
+            () = tokio::time::sleep_until(deadline) => true,
+        };
+        let started = Instant::now();
+        let outcome = if fell {
+            None
+        } else {
+            let held = *sessions.borrow();
+            tokio::select! {
+                outcome = tokio::time::timeout(timing.beat, membership.beat(held, false)) => Some(outcome),
+                () = tokio::time::sleep_until(deadline) => None,
+            }
+        };
+        pacer.observe_store(started.elapsed(), slow, fast);
+        match outcome {
+            Some(Ok(Ok(dead))) => {
+                let after_gap = last_ok_done.elapsed() > timing.beat * 2;
+                (last_ok_started, last_ok_done) = (started, Instant::now());
                 // A full mailbox only means the loop is busy; the dead stay dead for the next beat.
                 let _ = news.try_send(News { dead, after_gap });
             }
-            Ok(Err(ryze_core::Error::HostSuperseded)) => {
+            Some(Ok(Err(ryze_core::Error::HostSuperseded))) => {
                 tracing::error!("this host was judged dead and replaced; its sessions stop now");
                 fenced.send_replace(Some(Fenced::Superseded));
                 fence.cancel();
                 return;
             }
-            Ok(Err(error)) => tracing::error!(%error, "heartbeat failed"),
-            Err(_) => tracing::error!(timeout = ?timing.beat, "heartbeat timed out"),
-        }
-        if last_ok.elapsed() >= silent_limit {
-            tracing::error!(silent = ?last_ok.elapsed(), "no heartbeat for a lease period; sessions stop now");
-            fenced.send_replace(Some(Fenced::Silent));
-            fence.cancel();
-            return;
+            Some(Ok(Err(error))) => tracing::error!(%error, "heartbeat failed"),
+            Some(Err(_)) => tracing::error!(timeout = ?timing.beat, "heartbeat timed out"),
+            None => {
+                let silent = last_ok_started.elapsed();
+                tracing::error!(?silent, "no heartbeat went through for a lease period; sessions stop now");
+                fenced.send_replace(Some(Fenced::Silent));
+                fence.cancel();
+                return;
+            }
         }
     }
 }

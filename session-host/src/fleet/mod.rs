@@ -46,7 +46,7 @@ pub struct HostContext<F> {
     pub factory: F,
     /// Spaces the host's client starts, so that a takeover of a thousand sessions does not dial
     /// them all at once.
-    pub(crate) pacer: Pacer,
+    pub(crate) pacer: Arc<Pacer>,
     /// Each session's last recorded state, for the per-state metric.
     pub(crate) states: SessionStates,
 }
@@ -125,7 +125,7 @@ struct Running {
 
 impl<F: ClientFactory> SessionHost<F> {
     pub fn new(ports: Ports, keys: Arc<Keyring>, config: HostConfig, factory: F) -> Self {
-        let pacer = Pacer::new(config.connects_per_second);
+        let pacer = Arc::new(Pacer::new(config.connects_per_second));
         Self {
             ctx: Arc::new(HostContext {
                 ports,
@@ -210,8 +210,12 @@ impl<F: ClientFactory> SessionHost<F> {
         // messages back, so restarting it whenever a session ends would only delay commands.
         let mut shared = Box::pin(receive(self.ctx.ports.commands.clone()));
         let mut own = Box::pin(receive(running.channel.clone()));
-        let mut heartbeat =
-            Heartbeat::start(running.membership.clone(), self.gauge.subscribe(), self.fence.clone());
+        let mut heartbeat = Heartbeat::start(
+            running.membership.clone(),
+            self.gauge.subscribe(),
+            self.ctx.pacer.clone(),
+            self.fence.clone(),
+        );
         loop {
             let room = self.has_room();
             tokio::select! {
