@@ -24,9 +24,10 @@
 //!
 //! Also: API answers that contradict the last command (a reconnect of a logged-out instance not
 //! refused, a linked one without a saved session, a failed logout), hosts that exit by themselves
-//! or ignore SIGTERM. A host woken from SIGSTOP that finds itself judged dead and replaced ends its
-//! run loop; when its process stays up out of the fleet, the run says so and restarts it, as an
-//! orchestrator's health check would.
+//! or ignore SIGTERM, instances reading `connected` for long with no client logged in at WhatsApp,
+//! connect calls that failed and were carried out later. A host woken from SIGSTOP that finds
+//! itself judged dead and replaced exits, and the run restarts it, as its runner would; one whose
+//! process stays up out of the fleet is reported and restarted.
 //!
 //!   RYZE_TEST_AWS_ENDPOINT=http://127.0.0.1:P ryze-fleetchaos --duration-secs 300 --seed 42 \
 //!       --fleethost target/release/examples/ryze-fleethost --log-dir DIR
@@ -76,6 +77,9 @@ const LATE_CONNECT: Duration = Duration::from_secs(120 + 60 + 20);
 /// How long an instance may read `connected` with no client logged in at WhatsApp before the run
 /// reports it (a takeover of a frozen or killed host's sessions takes a few seconds).
 const NO_CLIENT_LIMIT: Duration = Duration::from_secs(30);
+/// How long an instance may read `connecting` with no client logged in: a pairing (no login yet)
+/// lasts the QR budget (a minute).
+const CONNECTING_LIMIT: Duration = Duration::from_secs(90);
 /// How long a SIGTERM may take before the host counts as not honouring it (the drain's budget is
 /// 25 s, plus up to a long poll's 21 s of waiting for an abandoned receive).
 const TERM_LIMIT: Duration = Duration::from_secs(90);
@@ -283,14 +287,17 @@ struct Book {
     qr_for_linked: Vec<String>,
     host_failures: Vec<String>,
     idle_hosts: Vec<String>,
+    /// Hosts that exited by themselves once superseded.
+    superseded_exits: Vec<String>,
     drains: Vec<f64>,
     /// When a connect call last failed (see [`LATE_CONNECT`]).
     last_failed_connect: Option<Instant>,
     /// Every connect call: (instance, seconds into the run when sent, when answered, status).
     connects: Vec<(usize, f64, f64, u16)>,
-    /// Spells of an instance reading `connected` with no client of it logged in at WhatsApp, over
-    /// [`NO_CLIENT_LIMIT`]: (instance, from, to, lease then).
-    without_client: Vec<(usize, f64, f64, String)>,
+    /// Spells of an instance reading `connected` or `connecting` with no client of it logged in
+    /// at WhatsApp, over [`NO_CLIENT_LIMIT`] or [`CONNECTING_LIMIT`]: (instance, from, to, lease
+    /// then, the state).
+    without_client: Vec<(usize, f64, f64, String, &'static str)>,
 }
 
 impl Book {
@@ -539,37 +546,47 @@ async fn monitor(driver: Arc<Driver>) {
     }
 }
 
-/// Looks every 2 s for instances that read `connected` while no client of theirs is logged in at
-/// WhatsApp, and records the spells longer than [`NO_CLIENT_LIMIT`] (closed at the end by `flush`).
+/// Looks every 2 s for instances with no client logged in at WhatsApp while they read `connected`
+/// (for over [`NO_CLIENT_LIMIT`]) or `connecting` (for over [`CONNECTING_LIMIT`]: a pairing reads
+/// that for its QR budget), and records those spells (the open ones are closed by `flush`).
 async fn watch_clients(driver: Arc<Driver>, flush: Arc<tokio::sync::Notify>) {
     let targets: Vec<(InstanceId, String)> =
         driver.book().instances.iter().map(|i| (i.id.clone(), i.phone.clone())).collect();
-    let mut since: Vec<Option<(Instant, String)>> = vec![None; targets.len()];
+    // (since, the state it reads, the lease once reported)
+    let mut since: Vec<Option<(Instant, InstanceState, String)>> = vec![None; targets.len()];
+    let limit = |state: InstanceState| {
+        if state == InstanceState::Connected { NO_CLIENT_LIMIT } else { CONNECTING_LIMIT }
+    };
+    let close = |book: &mut Book, n: usize, spell: (Instant, InstanceState, String), now: Instant| {
+        let (from, state, lease) = spell;
+        if now.duration_since(from) > limit(state) {
+            let (from, to) = (book.at(from), book.at(now));
+            book.without_client.push((n, from, to, lease, state_name(Some(state))));
+        }
+    };
     loop {
         for (n, (id, phone)) in targets.iter().enumerate() {
             let state = driver.state(id).await;
-            let without = state == Some(InstanceState::Connected) && !driver.fake.logged_in(phone);
             let now = Instant::now();
-            match (&mut since[n], without) {
-                (slot @ None, true) => *slot = Some((now, String::new())),
-                (Some((from, lease)), true)
-                    if lease.is_empty() && now.duration_since(*from) > NO_CLIENT_LIMIT =>
+            let watched = state
+                .filter(|s| matches!(s, InstanceState::Connected | InstanceState::Connecting))
+                .filter(|_| !driver.fake.logged_in(phone));
+            let same = matches!((&since[n], watched), (Some((_, was, _)), Some(is)) if *was == is);
+            if !same && let Some(spell) = since[n].take() {
+                close(&mut driver.book(), n, spell, now);
+            }
+            match (&mut since[n], watched) {
+                (slot @ None, Some(state)) => *slot = Some((now, state, String::new())),
+                (Some((from, state, lease)), Some(_))
+                    if lease.is_empty() && now.duration_since(*from) > limit(*state) =>
                 {
                     *lease = driver.holder(id).await;
                     let name = driver.book().instances[n].name.clone();
                     driver.book().note(format!(
-                        "{name} reads connected with no client logged in at WhatsApp for {:.0} s; lease {lease}",
+                        "{name} reads {} with no client logged in at WhatsApp for {:.0} s; lease {lease}",
+                        state_name(Some(*state)),
                         now.duration_since(*from).as_secs_f64()
                     ));
-                }
-                (slot @ Some(_), false) => {
-                    if let Some((from, lease)) = slot.take()
-                        && now.duration_since(from) > NO_CLIENT_LIMIT
-                    {
-                        let mut book = driver.book();
-                        let (from, to) = (book.at(from), book.at(now));
-                        book.without_client.push((n, from, to, lease));
-                    }
                 }
                 _ => {}
             }
@@ -580,11 +597,8 @@ async fn watch_clients(driver: Arc<Driver>, flush: Arc<tokio::sync::Notify>) {
                 let now = Instant::now();
                 let mut book = driver.book();
                 for (n, slot) in since.iter_mut().enumerate() {
-                    if let Some((from, lease)) = slot.take()
-                        && now.duration_since(from) > NO_CLIENT_LIMIT
-                    {
-                        let (from, to) = (book.at(from), book.at(now));
-                        book.without_client.push((n, from, to, lease));
+                    if let Some(spell) = slot.take() {
+                        close(&mut book, n, spell, now);
                     }
                 }
                 return;
@@ -718,6 +732,20 @@ impl Drop for Host {
         }
         self.kill();
     }
+}
+
+/// Whether the host's log says, near its end, that this start was judged dead and replaced, or
+/// fenced itself.
+fn superseded(log: &std::path::Path) -> bool {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(40).collect();
+    // Superseded, or fenced by its own heartbeat after a lease period without a beat (the same
+    // fresh start follows).
+    tail.iter().any(|line| {
+        line.contains("judged dead and replaced")
+            || line.contains("was superseded")
+            || line.contains("no heartbeat went through")
+    })
 }
 
 fn signal(pid: u32, which: &str) -> bool {
@@ -867,9 +895,27 @@ impl Fleet {
                     if let Some(status) = exited {
                         host.child = None;
                         host.state = HostState::Down { restart_at: now + Duration::from_secs(1) };
-                        let line = format!("{} exited by itself ({status}); restart in 1 s", host.id);
+                        // A start judged dead and replaced (woken from SIGSTOP, or starved of CPU
+                        // past its lease) ends its process, for its runner to start a fresh one.
+                        let superseded = superseded(&host.log);
                         let mut book = driver.book();
-                        book.host_failures.push(line.clone());
+                        let frozen = book.windows.iter().any(|w| {
+                            w.host == host.id
+                                && w.cont_at.is_some_and(|c| now.duration_since(c) < Duration::from_secs(30))
+                        });
+                        let why = match (superseded, frozen) {
+                            (true, true) => "superseded while frozen",
+                            (true, false) => {
+                                "superseded without a SIGSTOP (it could not beat for a lease period)"
+                            }
+                            (false, _) => "not superseded",
+                        };
+                        let line = format!("{} exited by itself ({status}; {why}); restart in 1 s", host.id);
+                        if superseded {
+                            book.superseded_exits.push(line.clone());
+                        } else {
+                            book.host_failures.push(line.clone());
+                        }
                         book.note(line);
                     } else if !host.in_fleet
                         && now.duration_since(host.seen) > self.lease + Duration::from_secs(3)
@@ -951,7 +997,27 @@ impl Fleet {
             _ => {
                 signal(pid, "-TERM");
                 host.state = HostState::Terminating { since: now, idle: false };
-                driver.book().note(format!("SIGTERM {}", host.id));
+                // What its drain will see as peers: the records, and whose processes are up.
+                let id = host.id.clone();
+                let records: Vec<String> = self
+                    .records
+                    .iter()
+                    .filter(|r| r.id.as_str() != id)
+                    .map(|r| {
+                        let up = self.hosts.iter().find(|h| h.id == r.id.as_str()).map_or("?", |h| {
+                            match h.state {
+                                HostState::Running => "running",
+                                HostState::Frozen { .. } => "frozen",
+                                HostState::Terminating { .. } => "draining",
+                                HostState::Down { .. } => "process down",
+                            }
+                        });
+                        format!("{}@{} ({up})", r.id, r.epoch)
+                    })
+                    .collect();
+                driver
+                    .book()
+                    .note(format!("SIGTERM {id}; the fleet's other records: {}", records.join(", ")));
             }
         }
         true
@@ -1051,6 +1117,7 @@ async fn main() -> Result<(), BoxError> {
         qr_for_linked: Vec::new(),
         host_failures: Vec::new(),
         idle_hosts: Vec::new(),
+        superseded_exits: Vec::new(),
         drains: Vec::new(),
         last_failed_connect: None,
         connects: Vec::new(),
@@ -1437,19 +1504,33 @@ async fn main() -> Result<(), BoxError> {
         book.host_failures.len(),
         ok(book.host_failures.is_empty())
     );
+    let unfrozen = book.superseded_exits.iter().filter(|l| l.contains("without a SIGSTOP")).count();
     let _ = writeln!(
         out,
-        "| woken hosts left up out of the fleet (restarted by the run) | {} |",
+        "| hosts superseded (judged dead, replaced) that exited by themselves / of them without a SIGSTOP | {} / {unfrozen} |",
+        book.superseded_exits.len()
+    );
+    let _ = writeln!(
+        out,
+        "| superseded hosts left up out of the fleet (restarted by the run) | {} |",
         book.idle_hosts.len()
     );
-    let longest = book.without_client.iter().map(|(_, from, to, _)| to - from).fold(0.0, f64::max);
-    let _ = writeln!(
-        out,
-        "| instances reading `connected` with no client at WhatsApp for over {} s, during the run | {} spells, longest {longest:.0} s ({}) |",
-        NO_CLIENT_LIMIT.as_secs(),
-        book.without_client.len(),
-        ok(book.without_client.is_empty())
-    );
+    for (label, limit) in [("connected", NO_CLIENT_LIMIT), ("connecting", CONNECTING_LIMIT)] {
+        let spells: Vec<f64> = book
+            .without_client
+            .iter()
+            .filter(|s| s.4 == label)
+            .map(|(_, from, to, _, _)| to - from)
+            .collect();
+        let longest = spells.iter().copied().fold(0.0, f64::max);
+        let _ = writeln!(
+            out,
+            "| instances reading `{label}` with no client logged in at WhatsApp for over {} s, during the run | {} spells, longest {longest:.0} s ({}) |",
+            limit.as_secs(),
+            spells.len(),
+            ok(spells.is_empty())
+        );
+    }
     let (mut failed_connects, mut late, mut never) = (0usize, Vec::new(), 0usize);
     for &(n, sent, answered, code) in &book.connects {
         if code == 200 || code == 409 {
@@ -1545,9 +1626,9 @@ async fn main() -> Result<(), BoxError> {
     let spells: Vec<String> = book
         .without_client
         .iter()
-        .map(|(n, from, to, lease)| {
+        .map(|(n, from, to, lease, state)| {
             format!(
-                "{} read connected with no client logged in at WhatsApp from +{from:.1} s to +{to:.1} s ({:.0} s); lease {lease}",
+                "{} read {state} with no client logged in at WhatsApp from +{from:.1} s to +{to:.1} s ({:.0} s); lease {lease}",
                 book.instances[*n].name,
                 to - from
             )
@@ -1566,6 +1647,7 @@ async fn main() -> Result<(), BoxError> {
         .chain(&book.contradictions)
         .chain(&book.host_failures)
         .chain(&book.idle_hosts)
+        .chain(book.superseded_exits.iter().filter(|l| l.contains("without a SIGSTOP")))
         .collect();
     if !findings.is_empty() {
         println!("\nfindings:");
@@ -1601,10 +1683,10 @@ async fn main() -> Result<(), BoxError> {
                 println!("  +{t:8.2} s  {line}");
             }
         }
-        for (n, from, to, _) in &book.without_client {
+        for (n, from, to, _, state) in &book.without_client {
             let inst = &book.instances[*n];
             println!(
-                "\n{} read connected with no client from +{from:.1} s to +{to:.1} s; what came before:",
+                "\n{} read {state} with no client from +{from:.1} s to +{to:.1} s; around its start:",
                 inst.name
             );
             let fleet_wide = [
@@ -1617,8 +1699,8 @@ async fn main() -> Result<(), BoxError> {
                 "joined the fleet",
             ];
             for (t, line) in timeline.iter().filter(|(t, line)| {
-                *t >= from - 40.0
-                    && *t <= from + 2.0
+                *t >= from - 20.0
+                    && *t <= from + 20.0
                     && (line.contains(&inst.name) || fleet_wide.iter().any(|k| line.contains(k)))
                     && !line.starts_with("not settled")
             }) {
