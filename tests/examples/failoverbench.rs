@@ -41,6 +41,7 @@ use ryze_core::secrets::{Keyring, MasterKey};
 use ryze_core::service::{
     Caller, ConnectOptions, ConnectPolicy, CreateInstance, NewAccount, Services, routing,
 };
+use ryze_tests::env_or;
 use ryze_tests::fake_whatsapp::FakeWhatsApp;
 use tokio::sync::Semaphore;
 
@@ -64,15 +65,6 @@ struct Options {
     heartbeat_secs: u64,
     lease_secs: u64,
     connects_per_second: u32,
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T, BoxError> {
-    match std::env::var(name) {
-        Ok(value) if !value.trim().is_empty() => {
-            value.trim().parse().map_err(|_| format!("{name}: not a number: {value:?}").into())
-        }
-        _ => Ok(default),
-    }
 }
 
 fn options() -> Result<Options, BoxError> {
@@ -438,19 +430,8 @@ async fn main() -> Result<(), BoxError> {
     let caller = services.auth.resolve(Some(&token)).await?;
     let fake = FakeWhatsApp::start().await;
 
-    let mut env: Vec<(String, String)> = resources
-        .to_env_lines()
-        .lines()
-        .filter_map(|line| line.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-    env.push(("RYZE_MASTER_KEY".into(), master.to_base64()));
-    env.push(("AWS_ENDPOINT_URL".into(), ryze_tests::aws::endpoint()));
-    for (name, value) in
-        [("AWS_REGION", "us-east-1"), ("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")]
-    {
-        env.push((name.into(), value.into()));
-    }
+    let endpoint = ryze_tests::aws::endpoint();
+    let mut env = ryze_tests::aws_process_env(&resources, &master, Some(&endpoint));
     env.push(("RYZE_WHATSAPP_URL".into(), fake.url()));
 
     let events = Arc::new(Mutex::new(Vec::<Seen>::new()));

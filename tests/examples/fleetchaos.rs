@@ -60,6 +60,7 @@ use ryze_core::outbound::{OutboundClient, TargetPolicy};
 use ryze_core::ports::Ports;
 use ryze_core::secrets::{Keyring, MasterKey};
 use ryze_core::service::{ConnectPolicy, NewAccount, Services};
+use ryze_tests::env_or;
 use ryze_tests::fake_whatsapp::FakeWhatsApp;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -95,15 +96,6 @@ struct Options {
     log_dir: PathBuf,
     converge: Duration,
     grace: Duration,
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T, BoxError> {
-    match std::env::var(name) {
-        Ok(value) if !value.trim().is_empty() => {
-            value.trim().parse().map_err(|_| format!("{name}: not a number: {value:?}").into())
-        }
-        _ => Ok(default),
-    }
 }
 
 fn options() -> Result<Options, BoxError> {

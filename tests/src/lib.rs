@@ -57,6 +57,42 @@ pub enum Backend {
 }
 
 /// Where an app's state is: `reopen` builds a new app on the same one.
+/// The variables a process needs to run on an AWS deployment: its resources, the sealing key, the
+/// SDK's endpoint (moto's) and test credentials.
+pub fn aws_process_env(
+    resources: &AwsResources,
+    master_key: &MasterKey,
+    endpoint: Option<&str>,
+) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = resources
+        .to_env_lines()
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect();
+    env.push(("RYZE_MASTER_KEY".into(), master_key.to_base64()));
+    if let Some(endpoint) = endpoint {
+        env.push(("AWS_ENDPOINT_URL".into(), endpoint.to_owned()));
+    }
+    for (name, value) in
+        [("AWS_REGION", "us-east-1"), ("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")]
+    {
+        env.push((name.into(), value.into()));
+    }
+    env
+}
+
+/// A number from the environment, or `default` when unset or blank (the benches' and chaos run's
+/// timing variables).
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
+    match std::env::var(name) {
+        Ok(value) if !value.trim().is_empty() => {
+            value.trim().parse().map_err(|_| format!("{name}: not a number: {value:?}"))
+        }
+        _ => Ok(default),
+    }
+}
+
 pub struct Storage {
     /// The embedded data directory; on AWS, the session host's working directory.
     pub dir: TempDir,
@@ -78,24 +114,7 @@ impl Storage {
     /// sealing key and the SDK's endpoint and test credentials.
     pub fn aws_env(&self) -> Vec<(String, String)> {
         let Some((config, resources)) = &self.aws else { return Vec::new() };
-        let mut env: Vec<(String, String)> = resources
-            .to_env_lines()
-            .lines()
-            .filter_map(|line| line.split_once('='))
-            .map(|(name, value)| (name.to_owned(), value.to_owned()))
-            .collect();
-        env.push(("RYZE_MASTER_KEY".into(), self.master_key.to_base64()));
-        if let Some(endpoint) = config.endpoint_url() {
-            env.push(("AWS_ENDPOINT_URL".into(), endpoint.to_owned()));
-        }
-        for (name, value) in [
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ] {
-            env.push((name.into(), value.into()));
-        }
-        env
+        aws_process_env(resources, &self.master_key, config.endpoint_url())
     }
 
     pub fn backend(&self) -> Backend {
