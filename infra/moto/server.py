@@ -3,7 +3,15 @@
 moto's server handles requests on many threads, and its DynamoDB backend checks a write's conditions
 and applies it without a lock, so two racing conditional writes (or transactions) can both pass
 their checks. DynamoDB itself never allows that, and the tests race creates on purpose. Holding one
-lock around each write restores DynamoDB's semantics. SQS long polls and S3 are untouched.
+lock around each write restores DynamoDB's semantics.
+
+moto's SQS long poll also spins: it waits for "any visible message", so on a FIFO queue whose
+visible messages all belong to a group still in flight (a second command for an instance while the
+first is handled, which is our commands' normal case) the wait returns at once, over and over, for
+the whole 20 s of the poll. A few such polls held moto's one core and made every call take seconds
+(a heartbeat on 12 instances took 1.5 to 5 s). Here a poll that found nothing deliverable waits for
+a new message, a delete (which may free its group) or 100 ms, whichever comes first, as SQS's own
+polls do in effect. S3 is untouched.
 
 Usage: python infra/moto/server.py -H 127.0.0.1 -p PORT (the arguments of moto_server).
 
@@ -21,6 +29,7 @@ from collections import Counter
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.responses import DynamoHandler
 from moto.server import main
+from moto.sqs.models import Queue
 
 _WRITES = threading.RLock()
 
@@ -36,6 +45,28 @@ def _atomic(method):
 
 for _name in ("put_item", "update_item", "delete_item", "transact_write_items"):
     setattr(DynamoDBBackend, _name, _atomic(getattr(DynamoDBBackend, _name)))
+
+# How long an idle poll sleeps between looks when nothing wakes it.
+_POLL_RECHECK_SECS = 0.1
+
+
+def _wait_for_change(self, timeout):
+    with self._messages_lock:
+        self._messages_lock.wait(timeout=min(timeout, _POLL_RECHECK_SECS))
+
+
+def _notifying(delete):
+    @functools.wraps(delete)
+    def deleted(self, receipt_handle):
+        delete(self, receipt_handle)
+        with self._messages_lock:
+            self._messages_lock.notify_all()
+
+    return deleted
+
+
+Queue.wait_for_messages = _wait_for_change
+Queue.delete_message = _notifying(Queue.delete_message)
 
 
 def _count_calls(path):

@@ -416,6 +416,32 @@ async fn a_host_stopping_saves_every_session_and_hands_it_to_the_fleet() {
 }
 
 #[tokio::test]
+async fn a_connect_before_a_linked_instance_is_resumed_logs_it_in_and_keeps_its_link() {
+    let mut harness = Harness::new(|_| {}).await;
+    let _client = pair(&mut harness).await;
+    let (ports, keys, instance) = (harness.ports.clone(), harness.keys.clone(), harness.instance.clone());
+    let dir = harness.stop().await;
+    let saved = ports.blobs.get(&BlobKey::session_store(&instance)).await.unwrap().expect("a store");
+    // The resume its host queued on the way down has not been handled yet when a connect comes.
+    let queued = ports.commands.receive(10, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(queued.len(), 1, "the handover's reconnect");
+
+    let mut next = Harness::on(ports, keys, instance, dir, |_| {});
+    let request = next.connect(LoginMethod::QrCode).await;
+    let resumed = next.next_start().await;
+    assert_eq!(resumed.spec.store.as_deref(), Some(saved.as_slice()), "logged in from the saved store");
+    assert!(
+        matches!(next.answer(&request).await, ConnectOutcome::Failed { .. }),
+        "no QR for a linked instance"
+    );
+    assert_eq!(next.store().await.as_deref(), Some(saved.as_slice()), "the link was kept");
+    resumed.events.send(ClientEvent::Connected { jid: None, push_name: None }).unwrap();
+    // The stop said `connecting`; the resume adds only `connected`.
+    next.expect_states(&["connecting", "connected"]).await;
+    next.stop().await;
+}
+
+#[tokio::test]
 async fn a_host_without_a_fleet_keeps_its_sessions_for_its_next_start() {
     let mut harness = Harness::new(keep_leases).await;
     // Kept alive: a client whose events end has stopped, and its session with it.

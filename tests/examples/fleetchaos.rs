@@ -72,8 +72,9 @@ const CONNECT_WAIT: Duration = Duration::from_secs(30);
 /// How long after a scan the instance gets to read `connected` before the link counts as cut short.
 const LINK_WAIT: Duration = Duration::from_secs(30);
 /// A connect call that failed may still be carried out later: its command can sit in a killed host's
-/// abandoned long poll for the command queue's visibility timeout (two minutes), and its pairing then
-/// waits the QR budget (a minute) before it ends `disconnected`. The wait at the end covers that.
+/// abandoned long poll for a command's visibility timeout (10 s, once per host that dies holding
+/// it), and its pairing then waits the QR budget (a minute) before it ends `disconnected`. The wait
+/// at the end covers that, with room for several such deaths.
 const LATE_CONNECT: Duration = Duration::from_secs(120 + 60 + 20);
 /// How long an instance may read `connected` with no client logged in at WhatsApp before the run
 /// reports it (a takeover of a frozen or killed host's sessions takes a few seconds).

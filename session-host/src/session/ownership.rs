@@ -14,6 +14,12 @@ impl<F: ClientFactory> Session<F> {
     /// peer), or stays with this host's name for its next start. A pairing one ends: nobody will
     /// scan that QR.
     pub(super) async fn stop_for_shutdown(&mut self) {
+        // A fenced host stops too, and its sessions may see the stop before the fence: neither
+        // may write then, since another host may hold the lease already.
+        if self.lost.is_cancelled() {
+            self.on_lease_lost().await;
+            return;
+        }
         if self.phase.is_idle() {
             return;
         }

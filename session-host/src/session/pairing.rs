@@ -1,7 +1,7 @@
 //! Linking a device: connect calls, the codes they are answered with, and a pairing code asked
 //! for on a session already showing a QR.
 
-use ryze_core::domain::{ConnectOutcome, ConnectRequestId, LoginMethod, StateChange};
+use ryze_core::domain::{ConnectOutcome, ConnectRequestId, InstanceState, LoginMethod, StateChange};
 
 use super::phase::Link;
 use super::store::StoreClaim;
@@ -36,6 +36,12 @@ impl<F: ClientFactory> Session<F> {
             Some(Link::LoggingIn { .. } | Link::Reconnecting { .. }) => {
                 self.answer(&request, failed("session is logging in with saved credentials")).await;
             }
+            None if self.resume_pending().await => {
+                // Its last host went down while it was linked, and a takeover is due to log it in
+                // from the saved store: a connect meanwhile must not trade that link for a QR.
+                self.answer(&request, failed("session is logging in with saved credentials")).await;
+                self.reconnect().await;
+            }
             None => {
                 self.waiting.push(request);
                 // A connect links a new device: credentials of an old link are discarded.
@@ -46,6 +52,15 @@ impl<F: ClientFactory> Session<F> {
                 self.start(Begin::Pair(login), history_days, true).await;
             }
         }
+    }
+
+    /// Whether the instance reads `connecting` with a saved store and no session: a linked one
+    /// whose host stopped or died before it was resumed. (A pairing cut short leaves no store: it
+    /// is wiped when the pairing starts.)
+    async fn resume_pending(&self) -> bool {
+        let Some(instance) = self.load_instance().await else { return false };
+        instance.connection.state == InstanceState::Connecting
+            && matches!(self.ctx.ports.blobs.exists(&self.store_key()).await, Ok(true))
     }
 
     pub(super) async fn request_pairing_code(&mut self, phone: &str) {

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::QueueAttributeName;
 
-use super::{SqsQueue, sdk_error};
+use super::{COMMAND_VISIBILITY, SqsQueue, sdk_error};
 use crate::domain::{HostId, SessionCommand};
 use crate::ports::{CommandChannels, CommandQueue};
 use crate::{Error, Result};
@@ -19,7 +19,7 @@ const MAX_QUEUE_NAME: usize = 80;
 /// A channel's messages are for a host that holds the session; one that went unread this long
 /// was for a host long gone.
 const RETENTION_SECS: &str = "3600";
-/// As the shared command queue: long enough for a session to apply one command.
+/// As the shared command queue's; receives ask for [`COMMAND_VISIBILITY`] instead.
 const VISIBILITY_SECS: &str = "120";
 
 pub struct SqsChannels {
@@ -76,9 +76,10 @@ impl CommandChannels for SqsChannels {
         if !address.starts_with("http") {
             return Err(Error::storage(format!("not a channel address: {address}")));
         }
-        Ok(Arc::new(SqsQueue::fifo(self.client.clone(), address, |command: &SessionCommand| {
+        let channel = SqsQueue::fifo(self.client.clone(), address, |command: &SessionCommand| {
             command.instance().to_string()
-        })))
+        });
+        Ok(Arc::new(channel.with_receive_visibility(COMMAND_VISIBILITY)))
     }
 
     async fn close(&self, address: &str) -> Result<()> {

@@ -28,7 +28,7 @@ pub use config::{AwsArgs, ConfigError, MasterKeyArgs};
 pub use counters::DynamoRateCounter;
 pub use deliveries::DynamoDeliveryLog;
 pub use live::{ApiGatewayLiveEvents, DynamoLiveConnections, LiveOutcome, MAX_CONNECTION_DURATION};
-pub use queue::{OrderedAndDelayed, SqsQueue};
+pub use queue::{COMMAND_VISIBILITY, OrderedAndDelayed, SqsQueue};
 pub use registry::DynamoRegistry;
 
 use std::time::Duration;
@@ -116,11 +116,12 @@ pub fn ports(config: &aws_config::SdkConfig, resources: &AwsResources) -> Ports 
         leases: registry,
         counters: Arc::new(DynamoRateCounter::new(dynamodb.clone(), &resources.table)),
         delivery_log: Arc::new(DynamoDeliveryLog::new(dynamodb, &resources.table)),
-        commands: Arc::new(SqsQueue::fifo(
-            sqs.clone(),
-            &resources.command_queue_url,
-            |command: &SessionCommand| command.instance().to_string(),
-        )),
+        commands: Arc::new(
+            SqsQueue::fifo(sqs.clone(), &resources.command_queue_url, |command: &SessionCommand| {
+                command.instance().to_string()
+            })
+            .with_receive_visibility(COMMAND_VISIBILITY),
+        ),
         channels: Arc::new(SqsChannels::new(sqs.clone(), &resources.command_queue_url)),
         events: Arc::new(SqsQueue::fifo(sqs.clone(), &resources.event_queue_url, |event: &Event| {
             event.instance.to_string()

@@ -5,7 +5,7 @@
 //! A receive is a long poll of up to 20 s, so a waiting host gets a message as soon as it is sent.
 //! The port promises that a dropped receive takes nothing off the queue, and SQS would otherwise
 //! break that promise: a long poll abandoned by its caller still hands out the next messages, which
-//! then stay invisible for the visibility timeout (two minutes of a connect going nowhere). So the
+//! then stay invisible for the visibility timeout (for commands, [`COMMAND_VISIBILITY`]). So the
 //! poll runs in its own task, and messages that arrive after their caller left are made visible
 //! again at once. Only a process that exits mid-poll can still leave some hidden.
 //!
@@ -27,6 +27,15 @@ use super::sdk_error;
 use crate::ports::{Delivery, Queue, Receipt, SendOptions};
 use crate::{Error, Result};
 
+/// How long a session command stays hidden once received, on the shared queue and on every host's
+/// channel. A host routes a command within a second or two (a lease claim, then a session's
+/// mailbox) and acknowledges it; one killed or frozen holding a batch must not hide those commands
+/// (and, on a FIFO queue, every later command of their instances) for the queue's two minutes. Kept
+/// under the lease period (15 s): by the time a dead host is taken over, whatever it held is
+/// visible again, so draining its channel before closing it loses nothing. A command routed twice
+/// is harmless: the lease decides who runs the session, and the other host forwards to it.
+pub const COMMAND_VISIBILITY: Duration = Duration::from_secs(10);
+
 /// SQS's own limits on one receive.
 const MAX_BATCH: usize = 10;
 const MAX_WAIT: Duration = Duration::from_secs(20);
@@ -38,6 +47,8 @@ pub struct SqsQueue<M> {
     url: Arc<str>,
     /// The message group of each message: `Some` on a FIFO queue.
     group: Option<fn(&M) -> String>,
+    /// What a receive asks for instead of the queue's own visibility timeout.
+    visibility: Option<Duration>,
     _messages: PhantomData<fn(M) -> M>,
 }
 
@@ -49,11 +60,17 @@ impl<M> std::fmt::Debug for SqsQueue<M> {
 
 impl<M> SqsQueue<M> {
     pub fn standard(client: Client, url: &str) -> Self {
-        Self { client, url: url.into(), group: None, _messages: PhantomData }
+        Self { client, url: url.into(), group: None, visibility: None, _messages: PhantomData }
     }
 
     pub fn fifo(client: Client, url: &str, group: fn(&M) -> String) -> Self {
-        Self { client, url: url.into(), group: Some(group), _messages: PhantomData }
+        Self { client, url: url.into(), group: Some(group), visibility: None, _messages: PhantomData }
+    }
+
+    /// Receives hide messages for `visibility` rather than the queue's own timeout.
+    pub fn with_receive_visibility(mut self, visibility: Duration) -> Self {
+        self.visibility = Some(visibility);
+        self
     }
 }
 
@@ -110,6 +127,7 @@ where
             .queue_url(&*self.url)
             .max_number_of_messages(max.clamp(1, MAX_BATCH) as i32)
             .wait_time_seconds(wait_secs)
+            .set_visibility_timeout(self.visibility.map(|v| v.as_secs().clamp(1, 43_200) as i32))
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId);
         let (answer, answered) = tokio::sync::oneshot::channel();
