@@ -1082,19 +1082,7 @@ async fn main() -> Result<(), BoxError> {
     let router = ryze_functions::router(ryze_functions::AppState::new(services));
     let fake = FakeWhatsApp::start().await;
 
-    let mut env: Vec<(String, String)> = resources
-        .to_env_lines()
-        .lines()
-        .filter_map(|line| line.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-    env.push(("RYZE_MASTER_KEY".into(), master.to_base64()));
-    env.push(("AWS_ENDPOINT_URL".into(), ryze_tests::aws::endpoint()));
-    for (name, value) in
-        [("AWS_REGION", "us-east-1"), ("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")]
-    {
-        env.push((name.into(), value.into()));
-    }
+    let mut env = ryze_tests::aws_process_env(&resources, &master, Some(&ryze_tests::aws::endpoint()));
     env.push(("RYZE_WHATSAPP_URL".into(), fake.url()));
 
     let t0 = Instant::now();
