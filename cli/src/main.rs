@@ -19,7 +19,7 @@ use clap::{Args, Parser, Subcommand};
 use ryze_core::adapters::aws::{AwsArgs, MasterKeyArgs};
 use ryze_core::adapters::{aws, embedded};
 use ryze_core::clock::{Clock, SystemClock};
-use ryze_core::domain::{AccountId, AccountLimits};
+use ryze_core::domain::{AccountId, AccountLimits, LeaseTiming};
 use ryze_core::outbound::{OutboundClient, TargetPolicy};
 use ryze_core::ports::Ports;
 use ryze_core::secrets::{Keyring, MasterKey};
@@ -214,7 +214,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(*args).await,
         Command::Account { command } => account(command).await,
         Command::Events { command: EventsCommand::Redrive { instance, data } } => {
-            let (ports, _keys, _poll) = open_store(&data).await?;
+            let (ports, _keys, _poll) = open_store(&data, LeaseTiming::default()).await?;
             let count = ryze_core::service::redrive(&ports, instance.as_deref(), SystemClock.now()).await?;
             println!("{}", serde_json::json!({ "redriven": count }));
             Ok(())
@@ -236,7 +236,9 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// The backend's ports, the deployment's keys, and how often a connect call polls on the backend.
-async fn open_store(data: &DataArgs) -> anyhow::Result<(Ports, Arc<Keyring>, Duration)> {
+/// The deployment's ports; `timing` is that of a session host this process runs (for how long
+/// the commands it receives stay hidden), the default for a process that runs none.
+async fn open_store(data: &DataArgs, timing: LeaseTiming) -> anyhow::Result<(Ports, Arc<Keyring>, Duration)> {
     let data_dir = &data.data_dir;
     let (ports, key, poll_interval) = match data.backend {
         Backend::Embedded => (
@@ -248,14 +250,14 @@ async fn open_store(data: &DataArgs) -> anyhow::Result<(Ports, Arc<Keyring>, Dur
         Backend::Aws => {
             let resources = data.aws.resources()?;
             let key = data.master_key.key()?;
-            (aws::ports(&aws::sdk_config().await, &resources), key, aws::CONNECT_POLL_INTERVAL)
+            (aws::host_ports(&aws::sdk_config().await, &resources, timing), key, aws::CONNECT_POLL_INTERVAL)
         }
     };
     Ok((ports, Arc::new(Keyring::new(&key)), poll_interval))
 }
 
 async fn services(data: &DataArgs, connect: ConnectPolicy) -> anyhow::Result<Services> {
-    let (ports, keys, _poll) = open_store(data).await?;
+    let (ports, keys, _poll) = open_store(data, LeaseTiming::default()).await?;
     // The account commands call no customer URL: the default policy is as good as any.
     let outbound = OutboundClient::new(TargetPolicy::default());
     Ok(Services::new(ports, keys, Arc::new(SystemClock), connect, outbound))
@@ -286,7 +288,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         host_config.hand_over_on_stop = false;
     }
-    let (ports, keys, poll_interval) = open_store(&args.data).await?;
+    let (ports, keys, poll_interval) = open_store(&args.data, host_config.lease).await?;
     let connect = args.connect.policy(poll_interval);
     let outbound = OutboundClient::new(args.targets.policy());
     let services =

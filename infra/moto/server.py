@@ -17,6 +17,9 @@ Usage: python infra/moto/server.py -H 127.0.0.1 -p PORT (the arguments of moto_s
 
 With RYZE_MOTO_CALLS=FILE set, it also counts DynamoDB calls by action and, on SIGUSR1, writes the
 counts so far to FILE as JSON (scripts/bench-aws: how many calls one request costs).
+
+With RYZE_MOTO_HEAP=FILE set, it traces its Python allocations and, on SIGUSR2, writes the
+largest allocation sites still live to FILE (what an emulator run of a thousand sessions holds).
 """
 
 import functools
@@ -93,6 +96,27 @@ def _count_calls(path):
 
 if os.environ.get("RYZE_MOTO_CALLS"):
     _count_calls(os.environ["RYZE_MOTO_CALLS"])
+
+def _trace_heap(path):
+    import tracemalloc
+
+    tracemalloc.start(12)
+
+    def dump(_signum, _frame):
+        snapshot = tracemalloc.take_snapshot()
+        with open(path + ".tmp", "w") as out:
+            current, peak = tracemalloc.get_traced_memory()
+            out.write(f"traced {current / 2**20:.1f} MiB, peak {peak / 2**20:.1f} MiB\n")
+            for stat in snapshot.statistics("traceback")[:25]:
+                out.write(f"\n{stat.size / 2**20:.1f} MiB in {stat.count} blocks\n")
+                out.write("\n".join(stat.traceback.format(limit=12)) + "\n")
+        os.replace(path + ".tmp", path)
+
+    signal.signal(signal.SIGUSR2, dump)
+
+
+if os.environ.get("RYZE_MOTO_HEAP"):
+    _trace_heap(os.environ["RYZE_MOTO_HEAP"])
 
 if __name__ == "__main__":
     main()

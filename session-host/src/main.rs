@@ -84,9 +84,9 @@ async fn main() -> anyhow::Result<()> {
 async fn serve(cli: Cli) -> anyhow::Result<()> {
     let resources = cli.aws.resources()?;
     let keys = Arc::new(Keyring::new(&cli.master_key.key()?));
-    let ports = aws::ports(&aws::sdk_config().await, &resources);
     std::fs::create_dir_all(&cli.work_dir).with_context(|| format!("creating {}", cli.work_dir.display()))?;
     let config = cli.host.config(&cli.work_dir)?;
+    let ports = aws::host_ports(&aws::sdk_config().await, &resources, config.lease);
     let max_sessions = config.max_sessions;
     let factory = WhatsAppFactory::new(&config)?;
     let host = SessionHost::new(ports, keys, config, factory);

@@ -32,9 +32,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let cli = Cli::parse();
     let resources = aws::AwsResources::from_env()?;
     let keys = Arc::new(Keyring::new(&MasterKey::from_env()?));
-    let ports = aws::ports(&aws::sdk_config().await, &resources);
     std::fs::create_dir_all(&cli.work_dir)?;
     let mut config = cli.host.config(&cli.work_dir)?;
+    let ports = aws::host_ports(&aws::sdk_config().await, &resources, config.lease);
     config.persist_debounce = std::time::Duration::from_millis(200);
     let factory = WhatsAppFactory::new(&config)?;
     let host = SessionHost::new(ports, keys, config, factory);

@@ -116,6 +116,23 @@ impl Default for LeaseTiming {
     }
 }
 
+/// The longest a received command stays hidden (see [`LeaseTiming::command_visibility`]).
+pub const MAX_COMMAND_VISIBILITY: Duration = Duration::from_secs(10);
+
+impl LeaseTiming {
+    /// How long a session command stays hidden from other receivers once a host received it. A
+    /// host acknowledges a command only once its session applied it, so one killed before that
+    /// leaves it hidden this long. A dead host can have received commands up to a beat after its
+    /// last beat, and nobody judges it dead before a lease period after that beat: with the lease
+    /// less a beat, whatever it held is visible again in its channel by the time a survivor empties
+    /// that channel. At most 10 s (5 s / 15 s gives exactly that): longer only delays a redelivery.
+    /// At least a second, SQS's granularity; a command applied slower than this may be applied
+    /// twice, which every command tolerates (the lease decides who runs the session).
+    pub fn command_visibility(&self) -> Duration {
+        self.lease.saturating_sub(self.beat).clamp(Duration::from_secs(1), MAX_COMMAND_VISIBILITY)
+    }
+}
+
 /// One observer's view of which hosts are alive, from successive reads of their records.
 ///
 /// A host is dead when its beat counter, or its epoch, has not moved for the lease period on this
@@ -169,6 +186,17 @@ mod tests {
             channel: String::new(),
             draining: false,
         }
+    }
+
+    #[test]
+    fn commands_come_back_before_a_dead_host_is_taken_over() {
+        let timing =
+            |beat, lease| LeaseTiming { beat: Duration::from_secs(beat), lease: Duration::from_secs(lease) };
+        assert_eq!(timing(5, 15).command_visibility(), Duration::from_secs(10));
+        assert_eq!(timing(2, 10).command_visibility(), Duration::from_secs(8));
+        assert_eq!(timing(1, 3).command_visibility(), Duration::from_secs(2));
+        assert_eq!(timing(10, 60).command_visibility(), MAX_COMMAND_VISIBILITY);
+        assert_eq!(timing(1, 1).command_visibility(), Duration::from_secs(1));
     }
 
     #[test]

@@ -25,5 +25,5 @@ pub use integrations::{
     ChatwootConfig, IntegrationStatus, ProxyConfig, ProxyProtocol, S3Config, SigningSecret, WebhookConfig,
     WebsocketConfig,
 };
-pub use lease::{Holder, HostId, HostRecord, Lease, LeaseTiming, Liveness};
+pub use lease::{Holder, HostId, HostRecord, Lease, LeaseTiming, Liveness, MAX_COMMAND_VISIBILITY};
 pub use settings::{Settings, SettingsPatch};

@@ -4,6 +4,7 @@
 //! queue creation under that name prefix only.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
@@ -19,13 +20,15 @@ const MAX_QUEUE_NAME: usize = 80;
 /// A channel's messages are for a host that holds the session; one that went unread this long
 /// was for a host long gone.
 const RETENTION_SECS: &str = "3600";
-/// As the shared command queue's; receives ask for [`COMMAND_VISIBILITY`] instead.
+/// As the shared command queue's; receives ask for the hosts' command visibility instead.
 const VISIBILITY_SECS: &str = "120";
 
 pub struct SqsChannels {
     client: Client,
     /// `{prefix}-commands`: the shared command queue's name without `.fifo`.
     stem: String,
+    /// How long a receive hides what it took.
+    visibility: Duration,
 }
 
 impl SqsChannels {
@@ -33,7 +36,13 @@ impl SqsChannels {
     pub fn new(client: Client, command_queue_url: &str) -> Self {
         let name = command_queue_url.rsplit('/').next().unwrap_or(command_queue_url);
         let stem = name.strip_suffix(".fifo").unwrap_or(name).to_owned();
-        Self { client, stem }
+        Self { client, stem, visibility: COMMAND_VISIBILITY }
+    }
+
+    /// Receives hide commands for `visibility` (the hosts' [`crate::domain::LeaseTiming::command_visibility`]).
+    pub fn with_receive_visibility(mut self, visibility: Duration) -> Self {
+        self.visibility = visibility;
+        self
     }
 
     fn queue_name(&self, host: &HostId) -> String {
@@ -79,7 +88,7 @@ impl CommandChannels for SqsChannels {
         let channel = SqsQueue::fifo(self.client.clone(), address, |command: &SessionCommand| {
             command.instance().to_string()
         });
-        Ok(Arc::new(channel.with_receive_visibility(COMMAND_VISIBILITY)))
+        Ok(Arc::new(channel.with_receive_visibility(self.visibility)))
     }
 
     async fn close(&self, address: &str) -> Result<()> {

@@ -34,7 +34,7 @@ pub use registry::DynamoRegistry;
 use std::time::Duration;
 
 use crate::Error;
-use crate::domain::{Event, SessionCommand};
+use crate::domain::{Event, LeaseTiming, SessionCommand};
 use crate::ports::Ports;
 
 /// How often a waiting connect call reads its request item on these adapters: each read is a
@@ -106,8 +106,16 @@ pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
     )
 }
 
-/// Every port on AWS.
+/// Every port on AWS, for a process that receives no session commands (the API, the dispatcher).
 pub fn ports(config: &aws_config::SdkConfig, resources: &AwsResources) -> Ports {
+    host_ports(config, resources, LeaseTiming::default())
+}
+
+/// Every port on AWS for a session host beating at `timing`: received commands stay hidden for
+/// its [`LeaseTiming::command_visibility`], so a dead host's unapplied ones are back in time for
+/// its takeover.
+pub fn host_ports(config: &aws_config::SdkConfig, resources: &AwsResources, timing: LeaseTiming) -> Ports {
+    let visibility = timing.command_visibility();
     let dynamodb = aws_sdk_dynamodb::Client::new(config);
     let sqs = aws_sdk_sqs::Client::new(config);
     let registry = Arc::new(DynamoRegistry::new(dynamodb.clone(), &resources.table));
@@ -120,9 +128,11 @@ pub fn ports(config: &aws_config::SdkConfig, resources: &AwsResources) -> Ports 
             SqsQueue::fifo(sqs.clone(), &resources.command_queue_url, |command: &SessionCommand| {
                 command.instance().to_string()
             })
-            .with_receive_visibility(COMMAND_VISIBILITY),
+            .with_receive_visibility(visibility),
         ),
-        channels: Arc::new(SqsChannels::new(sqs.clone(), &resources.command_queue_url)),
+        channels: Arc::new(
+            SqsChannels::new(sqs.clone(), &resources.command_queue_url).with_receive_visibility(visibility),
+        ),
         events: Arc::new(SqsQueue::fifo(sqs.clone(), &resources.event_queue_url, |event: &Event| {
             event.instance.to_string()
         })),

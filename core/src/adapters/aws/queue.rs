@@ -28,13 +28,10 @@ use crate::ports::{Delivery, Queue, Receipt, SendOptions};
 use crate::{Error, Result};
 
 /// How long a session command stays hidden once received, on the shared queue and on every host's
-/// channel. A host routes a command within a second or two (a lease claim, then a session's
-/// mailbox) and acknowledges it; one killed or frozen holding a batch must not hide those commands
-/// (and, on a FIFO queue, every later command of their instances) for the queue's two minutes. Kept
-/// under the lease period (15 s): by the time a dead host is taken over, whatever it held is
-/// visible again, so draining its channel before closing it loses nothing. A command routed twice
-/// is harmless: the lease decides who runs the session, and the other host forwards to it.
-pub const COMMAND_VISIBILITY: Duration = Duration::from_secs(10);
+/// channel, unless the hosts' lease timing asks for less ([`crate::domain::LeaseTiming::command_visibility`]:
+/// the production 5 s / 15 s gives this). A host killed or frozen holding commands must not hide
+/// them (and, on a FIFO queue, every later command of their instances) for the queue's two minutes.
+pub const COMMAND_VISIBILITY: Duration = crate::domain::MAX_COMMAND_VISIBILITY;
 
 /// SQS's own limits on one receive.
 const MAX_BATCH: usize = 10;
