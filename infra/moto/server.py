@@ -11,7 +11,16 @@ first is handled, which is our commands' normal case) the wait returns at once, 
 the whole 20 s of the poll. A few such polls held moto's one core and made every call take seconds
 (a heartbeat on 12 instances took 1.5 to 5 s). Here a poll that found nothing deliverable waits for
 a new message, a delete (which may free its group) or 100 ms, whichever comes first, as SQS's own
-polls do in effect. S3 is untouched.
+polls do in effect.
+
+moto also kept, for the server's lifetime, every model object it ever made, copies included (a
+class-level list for its reset), and two of its calls copy a whole store: a transaction copies
+every table it touches as its rollback backup, and a ListObjectVersions copies every version of
+every key in the bucket. Memory and time grew with the square of the sessions: at 300 sessions
+moto passed 11 GB in 2.5 minutes and spent two thirds of its core copying. Here nothing is
+tracked, and a transaction keeps an undo log of the items it touches instead (writes hold the
+lock above, so nothing else sees them in between). Resolving a request's backend, which moto
+does under one global lock by listing its package directory, is memoised per host name.
 
 Usage: python infra/moto/server.py -H 127.0.0.1 -p PORT (the arguments of moto_server).
 
@@ -22,6 +31,7 @@ With RYZE_MOTO_HEAP=FILE set, it traces its Python allocations and, on SIGUSR2, 
 largest allocation sites still live to FILE (what an emulator run of a thousand sessions holds).
 """
 
+import copy
 import functools
 import json
 import os
@@ -29,12 +39,77 @@ import signal
 import threading
 from collections import Counter
 
+from moto.core.common_models import BaseModel
 from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.dynamo_type import DynamoType
+from moto.dynamodb.models.table import Table
 from moto.dynamodb.responses import DynamoHandler
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.server import main
 from moto.sqs.models import Queue
 
 _WRITES = threading.RLock()
+
+# Only moto's reset reads the tracked instances; the tests never reset (each uses fresh names).
+BaseModel.__new__ = staticmethod(lambda cls, *_args, **_kwargs: object.__new__(cls))
+
+# The "backup" a transaction takes of each table is the table itself; `_with_undo_log` undoes.
+Table.__deepcopy__ = lambda self, _memo: self
+
+
+def _before(backend, op_type, op):
+    """(table, hash key, range key or None, a copy of the item as it is) for one operation."""
+    table = backend.tables.get(op.get("TableName"))
+    attributes = op.get("Item") if op_type == "Put" else op.get("Key")
+    if table is None or not attributes or table.hash_key_attr not in attributes:
+        return None
+    hash_key = DynamoType(attributes[table.hash_key_attr])
+    if table.range_key_attr is None:
+        return table, hash_key, None, copy.deepcopy(table.items.get(hash_key))
+    if table.range_key_attr not in attributes:
+        return None
+    range_key = DynamoType(attributes[table.range_key_attr])
+    item = table.items.get(hash_key, {}).get(range_key)
+    return table, hash_key, range_key, copy.deepcopy(item)
+
+
+def _restore(table, hash_key, range_key, item):
+    if range_key is None:
+        if item is None:
+            table.items.pop(hash_key, None)
+        else:
+            table.items[hash_key] = item
+        return
+    if item is not None:
+        table.items.setdefault(hash_key, {})[range_key] = item
+        return
+    partition = table.items.get(hash_key)
+    if partition is not None:
+        partition.pop(range_key, None)
+        if not partition:
+            table.items.pop(hash_key, None)
+
+
+def _with_undo_log(transact):
+    @functools.wraps(transact)
+    def undoable(self, transact_items):
+        undo = [
+            before
+            for item in transact_items
+            for op_type, op in item.items()
+            if (before := _before(self, op_type, op)) is not None
+        ]
+        try:
+            return transact(self, transact_items)
+        except Exception:
+            for before in reversed(undo):
+                _restore(*before)
+            raise
+
+    return undoable
+
+
+DynamoDBBackend.transact_write_items = _with_undo_log(DynamoDBBackend.transact_write_items)
 
 
 def _atomic(method):
@@ -70,6 +145,21 @@ def _notifying(delete):
 
 Queue.wait_for_messages = _wait_for_change
 Queue.delete_message = _notifying(Queue.delete_message)
+
+
+def _memoised(get_backend_for_host):
+    backends = {}
+
+    @functools.wraps(get_backend_for_host)
+    def memoised(self, host):
+        if host not in backends:
+            backends[host] = get_backend_for_host(self, host)
+        return backends[host]
+
+    return memoised
+
+
+DomainDispatcherApplication.get_backend_for_host = _memoised(DomainDispatcherApplication.get_backend_for_host)
 
 
 def _count_calls(path):

@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ryze_core::adapters::aws::{self as adapters, DynamoRegistry, OrderedAndDelayed, S3BlobStore, SqsQueue};
-use ryze_core::ports::{Queue, SendOptions};
+use ryze_core::domain::InstanceId;
+use ryze_core::ports::{BlobKey, BlobStore, Queue, SendOptions};
 use ryze_tests::{aws, contract};
 
 #[tokio::test]
@@ -26,6 +27,28 @@ async fn the_s3_bucket_keeps_the_blob_store_contract() {
     let (config, resources) = aws::provision().await;
     let s3 = adapters::s3_client(&config);
     contract::blob_store_contract(Arc::new(S3BlobStore::new(s3, &resources.bucket))).await;
+}
+
+#[tokio::test]
+async fn a_deleted_store_leaves_no_version_behind_and_an_absent_one_no_delete_marker() {
+    let (config, resources) = aws::provision().await;
+    let s3 = adapters::s3_client(&config);
+    let blobs = S3BlobStore::new(s3.clone(), &resources.bucket);
+    let key = BlobKey::session_store(&InstanceId::generate());
+    // Every version and delete marker of `key` in the (versioned) bucket.
+    let left = || async {
+        let page =
+            s3.list_object_versions().bucket(&resources.bucket).prefix(key.as_str()).send().await.unwrap();
+        page.versions().len() + page.delete_markers().len()
+    };
+    // A connect of a new device deletes a store that is not there: nothing is written.
+    blobs.delete(&key).await.unwrap();
+    assert_eq!(left().await, 0, "deleting nothing left a delete marker");
+    blobs.put(&key, b"first".to_vec()).await.unwrap();
+    blobs.put(&key, b"second".to_vec()).await.unwrap();
+    assert_eq!(left().await, 2);
+    blobs.delete(&key).await.unwrap();
+    assert_eq!(left().await, 0, "a deleted credential store lingers as a version");
 }
 
 #[tokio::test]

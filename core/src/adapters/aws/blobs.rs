@@ -91,8 +91,16 @@ impl BlobStore for S3BlobStore {
     }
 
     /// Removes the object and, on a versioned bucket, every earlier version of it: a deleted
-    /// credential store must not linger as a noncurrent version.
+    /// credential store must not linger as a noncurrent version. Nothing to remove is one HEAD:
+    /// every connect of a new device deletes a store that is usually not there, and a delete
+    /// would then leave a delete marker to list and remove (on moto the listing copies every
+    /// version in the bucket, which at a thousand sessions held its core and gigabytes). Earlier
+    /// versions of an absent object were removed with it; a removal cut short is the lifecycle
+    /// rule's (noncurrent versions expire after 7 days).
     async fn delete(&self, key: &BlobKey) -> Result<()> {
+        if !self.exists(key).await? {
+            return Ok(());
+        }
         self.client
             .delete_object()
             .bucket(&*self.bucket)
