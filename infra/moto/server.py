@@ -51,7 +51,11 @@ from moto.sqs.models import Queue
 _WRITES = threading.RLock()
 
 # Only moto's reset reads the tracked instances; the tests never reset (each uses fresh names).
-BaseModel.__new__ = staticmethod(lambda cls, *_args, **_kwargs: object.__new__(cls))
+def _untracked(cls, *_args, **_kwargs):
+    return super(BaseModel, cls).__new__(cls)
+
+
+BaseModel.__new__ = staticmethod(_untracked)
 
 # The "backup" a transaction takes of each table is the table itself; `_with_undo_log` undoes.
 Table.__deepcopy__ = lambda self, _memo: self
