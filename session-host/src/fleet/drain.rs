@@ -19,7 +19,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::{DRAIN_BUDGET, RECEIVE_WAIT, Running, SessionHost};
 use crate::client::ClientFactory;
-use crate::routed::Routed;
 
 impl<F: ClientFactory> SessionHost<F> {
     pub(super) async fn drain(&mut self, running: &mut Running, sessions_stop: &CancellationToken) {
@@ -132,8 +131,8 @@ impl<F: ClientFactory> SessionHost<F> {
             }
             any = true;
             for delivery in left {
-                self.pass_on(vec![Routed::received(delivery.message, channel.clone(), delivery.receipt)])
-                    .await;
+                self.pass_on(vec![delivery.message]).await;
+                let _ = channel.ack(&delivery.receipt).await;
             }
         }
         any

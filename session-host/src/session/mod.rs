@@ -27,7 +27,6 @@ use self::phase::{Link, Pairing, Phase, Running, Stage, next_event};
 use self::store::StoreClaim;
 use crate::client::{ClientEvent, ClientFactory, SessionClient, StartSpec};
 use crate::fleet::HostContext;
-use crate::routed::Routed;
 
 /// How long after the client learns the account's name its own `available` has surely gone out.
 const PRESENCE_SETTLE: std::time::Duration = std::time::Duration::from_secs(1);
@@ -39,18 +38,18 @@ pub(crate) const MAILBOX: usize = 32;
 #[derive(Debug)]
 pub(crate) enum Start {
     /// With a command from the API.
-    Command(Routed),
+    Command(SessionCommand),
     /// Taken over from a dead host or from this host's earlier start: resume what was running.
     Resume,
 }
 
 /// What an actor hands back when it ends: commands that reached it too late, for the fleet to
-/// route again (still unacknowledged).
+/// route again.
 #[derive(Debug)]
 pub(crate) struct Finished {
     pub instance: InstanceId,
     pub generation: u64,
-    pub leftovers: Vec<Routed>,
+    pub leftovers: Vec<SessionCommand>,
     /// Let go on the host's stop for another host to resume: the fleet sends its reconnect.
     pub handed_over: bool,
 }
@@ -67,7 +66,7 @@ pub(crate) struct Session<F: ClientFactory> {
     instance: InstanceId,
     generation: u64,
     ctx: Arc<HostContext<F>>,
-    commands: mpsc::Receiver<Routed>,
+    commands: mpsc::Receiver<SessionCommand>,
     shutdown: CancellationToken,
     /// The lease this session runs under; every state write and store save is fenced by it.
     lease: Lease,
@@ -94,7 +93,7 @@ impl<F: ClientFactory> Session<F> {
         generation: u64,
         lease: Lease,
         ctx: Arc<HostContext<F>>,
-        commands: mpsc::Receiver<Routed>,
+        commands: mpsc::Receiver<SessionCommand>,
         shutdown: CancellationToken,
         lost: CancellationToken,
     ) -> Self {
@@ -157,15 +156,7 @@ impl<F: ClientFactory> Session<F> {
         }
     }
 
-    /// Applies a command, then acknowledges it: one that was in the mailbox when the host died
-    /// comes back to the next owner.
-    async fn apply(&mut self, routed: Routed) {
-        let (command, done) = routed.into_parts();
-        self.apply_command(command).await;
-        done.send().await;
-    }
-
-    async fn apply_command(&mut self, command: SessionCommand) {
+    async fn apply(&mut self, command: SessionCommand) {
         match command {
             SessionCommand::Connect { request, login, history_days, .. } => {
                 self.connect(request, login, history_days).await;
