@@ -112,7 +112,7 @@ pub fn ports(config: &aws_config::SdkConfig, resources: &AwsResources) -> Ports 
 }
 
 /// Every port on AWS for a session host beating at `timing`: received commands stay hidden for
-/// its [`LeaseTiming::command_visibility`], so a dead host's unapplied ones are back in time for
+/// its [`LeaseTiming::command_visibility`], so the commands a dead host held are back in time for
 /// its takeover.
 pub fn host_ports(config: &aws_config::SdkConfig, resources: &AwsResources, timing: LeaseTiming) -> Ports {
     let visibility = timing.command_visibility();
