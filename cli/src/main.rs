@@ -236,8 +236,8 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// The backend's ports, the deployment's keys, and how often a connect call polls on the backend.
-/// The deployment's ports; `timing` is that of a session host this process runs (for how long
-/// the commands it receives stay hidden), the default for a process that runs none.
+/// `timing` is the lease timing of the session host this process runs, which sets how long the
+/// commands it receives stay hidden; a process that runs none passes the default.
 async fn open_store(data: &DataArgs, timing: LeaseTiming) -> anyhow::Result<(Ports, Arc<Keyring>, Duration)> {
     let data_dir = &data.data_dir;
     let (ports, key, poll_interval) = match data.backend {

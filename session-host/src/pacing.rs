@@ -106,12 +106,9 @@ impl Pacer {
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
-    async fn starts_are_spaced_at_the_rate_and_an_idle_pace_goes_at_once() {
-        let pacer = std::sync::Arc::new(Pacer::new(10));
-        let begin = Instant::now();
-        let mut starts = Vec::new();
-        let waits: Vec<_> = (0..5)
+    /// `count` starts waiting for their turn at once; each resolves to when it went.
+    fn spawn_starts(pacer: &std::sync::Arc<Pacer>, count: usize) -> Vec<tokio::task::JoinHandle<Instant>> {
+        (0..count)
             .map(|_| {
                 let pacer = pacer.clone();
                 tokio::spawn(async move {
@@ -119,7 +116,15 @@ mod tests {
                     Instant::now()
                 })
             })
-            .collect();
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn starts_are_spaced_at_the_rate_and_an_idle_pace_goes_at_once() {
+        let pacer = std::sync::Arc::new(Pacer::new(10));
+        let begin = Instant::now();
+        let mut starts = Vec::new();
+        let waits = spawn_starts(&pacer, 5);
         for wait in waits {
             starts.push(wait.await.unwrap().duration_since(begin));
         }
@@ -141,15 +146,7 @@ mod tests {
         }
         assert_eq!(pacer.interval(), SLOWEST);
         let begin = Instant::now();
-        let waits: Vec<_> = (0..10)
-            .map(|_| {
-                let pacer = pacer.clone();
-                tokio::spawn(async move {
-                    pacer.wait().await;
-                    Instant::now()
-                })
-            })
-            .collect();
+        let waits = spawn_starts(&pacer, 10);
         // Two starts at the slow pace (at once, then 2 s later), then the store is healthy again.
         tokio::time::sleep(Duration::from_millis(2_500)).await;
         for _ in 0..10 {

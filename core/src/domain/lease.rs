@@ -122,10 +122,10 @@ pub const MAX_COMMAND_VISIBILITY: Duration = Duration::from_secs(10);
 impl LeaseTiming {
     /// How long a session command stays hidden from other receivers once a host received it. A
     /// host killed between receiving a batch and acknowledging it (it acknowledges each command
-    /// once routed) leaves the rest hidden this long. A dead host can have received commands up to a beat after its
-    /// last beat, and nobody judges it dead before a lease period after that beat: with the lease
-    /// less a beat, whatever it held is visible again in its channel by the time a survivor empties
-    /// that channel. At most 10 s (5 s / 15 s gives exactly that): longer only delays a redelivery.
+    /// once routed) leaves the rest hidden this long. A dead host can have received commands up to
+    /// a beat after its last beat, and nobody judges it dead before a lease period after that
+    /// beat: with the lease less a beat, whatever it held is visible again in its channel by the
+    /// time a survivor empties that channel. At most 10 s (5 s / 15 s gives exactly that): longer only delays a redelivery.
     /// At least a second, SQS's granularity; a command routed slower than this may be routed
     /// twice, which every command tolerates (the lease decides who runs the session).
     pub fn command_visibility(&self) -> Duration {
