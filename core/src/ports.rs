@@ -186,7 +186,14 @@ pub trait Queue<M: Send + Sync + 'static>: Send + Sync {
     async fn ack(&self, receipt: &Receipt) -> Result<()>;
 
     /// Gives a received message back unhandled, to be received again now.
-    async fn release(&self, receipt: &Receipt) -> Result<()>;
+    async fn release(&self, receipt: &Receipt) -> Result<()> {
+        self.release_after(receipt, Duration::ZERO).await
+    }
+
+    /// Gives a received message back unhandled, to be received again once `after` has passed
+    /// (whole seconds on SQS, at most its 12-hour visibility cap); on a grouped queue its group
+    /// waits with it, so the order holds.
+    async fn release_after(&self, receipt: &Receipt, after: Duration) -> Result<()>;
 }
 
 /// Commands for the session hosts (on AWS: SQS FIFO, group = instance).

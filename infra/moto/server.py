@@ -11,7 +11,8 @@ first is handled, which is our commands' normal case) the wait returns at once, 
 the whole 20 s of the poll. A few such polls held moto's one core and made every call take seconds
 (a heartbeat on 12 instances took 1.5 to 5 s). Here a poll that found nothing deliverable waits for
 a new message, a delete (which may free its group) or 100 ms, whichever comes first, as SQS's own
-polls do in effect.
+polls do in effect. And a group whose messages were given back for later (visible again) is not
+held by them any more, so they come again in the order sent, as on SQS.
 
 moto also kept, for the server's lifetime, every model object it ever made, copies included (a
 class-level list for its reset), and two of its calls copy a whole store: a transaction copies
@@ -37,6 +38,7 @@ import json
 import os
 import signal
 import threading
+import time
 from collections import Counter
 
 from moto.core.common_models import BaseModel
@@ -46,7 +48,7 @@ from moto.dynamodb.models.table import Table
 from moto.dynamodb.responses import DynamoHandler
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.server import main
-from moto.sqs.models import Queue
+from moto.sqs.models import Queue, SQSBackend
 
 _WRITES = threading.RLock()
 
@@ -149,6 +151,57 @@ def _notifying(delete):
 
 Queue.wait_for_messages = _wait_for_change
 Queue.delete_message = _notifying(Queue.delete_message)
+
+
+def _groups_in_flight(self):
+    return {
+        message.group_id
+        for message in list(self._pending_messages)
+        if message.group_id is not None and not message.visible
+    }
+
+
+_RECEIVES = threading.RLock()
+
+
+def _one_look_at_a_time(receive_message):
+    @functools.wraps(receive_message)
+    def receive(self, queue_name, count, wait_seconds_timeout, visibility_timeout, *args, **kwargs):
+        queue = self.get_queue(queue_name)
+        deadline = time.monotonic() + int(wait_seconds_timeout or 0)
+        while True:
+            with _RECEIVES:
+                found = receive_message(self, queue_name, count, 0, visibility_timeout, *args, **kwargs)
+            left = deadline - time.monotonic()
+            if found or left <= 0:
+                return found
+            queue.wait_for_messages(left)
+
+    return receive
+
+
+def _under_receive_lock(method):
+    @functools.wraps(method)
+    def locked(*args, **kwargs):
+        with _RECEIVES:
+            return method(*args, **kwargs)
+
+    return locked
+
+
+# moto's long poll works out which groups are held once, when it starts, and runs beside other
+# polls and visibility changes without a lock: two polls racing on a FIFO queue handed out a
+# group's second message while its first was in flight with the other. Here each receive looks
+# with no wait, one look at a time and apart from visibility changes and deletes, and waits
+# between looks.
+SQSBackend.receive_message = _one_look_at_a_time(SQSBackend.receive_message)
+SQSBackend.change_message_visibility = _under_receive_lock(SQSBackend.change_message_visibility)
+SQSBackend.delete_message = _under_receive_lock(SQSBackend.delete_message)
+
+# A group is held while one of its messages is in flight. moto counts a message handed out as in
+# flight until a receive passes over it, even once it is visible again, so of a group's two
+# messages given back for later it handed out the second first.
+Queue.pending_message_groups = property(_groups_in_flight)
 
 
 def _memoised(get_backend_for_host):

@@ -248,6 +248,29 @@ pub async fn grouped_queue_contract(queue: Arc<dyn Queue<String>>) {
         }
     }
     assert_eq!(handled, ["a1", "a2", "a3"]);
+
+    // Given back for later, a group's messages come again only once that has passed, in order.
+    for message in ["c1", "c2"] {
+        queue.send_with(&message.to_owned(), grouped("c")).await.unwrap();
+    }
+    let mut taken = receive_some(&queue).await;
+    taken.sort_by(|a, b| a.message.cmp(&b.message));
+    assert_eq!(taken[0].message, "c1", "{taken:?}");
+    for delivery in &taken {
+        queue.release_after(&delivery.receipt, Duration::from_secs(4)).await.unwrap();
+    }
+    let early = queue.receive(10, Duration::from_millis(500)).await.unwrap();
+    assert!(early.is_empty(), "not before its time: {early:?}");
+    let mut handled = Vec::new();
+    while handled.len() < 2 {
+        let batch = receive_some(&queue).await;
+        assert!(!batch.is_empty(), "the group comes again");
+        for delivery in batch {
+            queue.ack(&delivery.receipt).await.unwrap();
+            handled.push(delivery.message);
+        }
+    }
+    assert_eq!(handled, ["c1", "c2"]);
 }
 
 async fn receive_some(queue: &Arc<dyn Queue<String>>) -> Vec<Delivery<String>> {

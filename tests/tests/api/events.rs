@@ -7,8 +7,9 @@
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use ryze_core::domain::{Event, InstanceId, StateChange};
+use ryze_core::domain::{DeliveryFilter, DeliveryKey, DeliveryRecord, Event, InstanceId, StateChange};
 use ryze_core::outbound::TargetPolicy;
+use ryze_core::ports::DeliveryLog;
 use ryze_tests::receiver::{Received, Receiver};
 use ryze_tests::{TestAccount, TestApp};
 use serde_json::{Value, json};
@@ -484,6 +485,76 @@ async fn an_attempt_handed_out_again_queues_what_a_crash_kept_from_following_it(
     let entries = logged(&app, &token, "", |e| e.first().is_some_and(|d| d["attempts"] == 2)).await;
     assert_eq!(entries["deliveries"][0]["status"], "failed");
     assert_eq!(receiver.received().len(), 2, "one POST per attempt");
+}
+
+/// A delivery log whose first `update` fails, as a store that is briefly unreachable would.
+struct LogFailingOnce {
+    inner: std::sync::Arc<dyn DeliveryLog>,
+    failed: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl DeliveryLog for LogFailingOnce {
+    async fn insert(&self, record: &DeliveryRecord) -> ryze_core::Result<bool> {
+        self.inner.insert(record).await
+    }
+    async fn get(&self, key: &DeliveryKey) -> ryze_core::Result<Option<DeliveryRecord>> {
+        self.inner.get(key).await
+    }
+    async fn update(&self, record: &DeliveryRecord, expected: u64) -> ryze_core::Result<bool> {
+        if !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Err(ryze_core::Error::storage("the store is briefly unreachable"));
+        }
+        self.inner.update(record, expected).await
+    }
+    async fn list(
+        &self,
+        instance: &InstanceId,
+        filter: &DeliveryFilter,
+        limit: usize,
+    ) -> ryze_core::Result<Vec<DeliveryRecord>> {
+        self.inner.list(instance, filter, limit).await
+    }
+    async fn of_event(
+        &self,
+        instance: &InstanceId,
+        event_id: &str,
+    ) -> ryze_core::Result<Vec<DeliveryRecord>> {
+        self.inner.of_event(instance, event_id).await
+    }
+    async fn delete_instance(&self, instance: &InstanceId) -> ryze_core::Result<()> {
+        self.inner.delete_instance(instance).await
+    }
+}
+
+#[tokio::test]
+async fn an_outcome_the_store_failed_to_record_holds_its_webhook_back_a_moment_not_a_minute() {
+    let app = TestApp::with_ports(crate::BACKEND, |mut ports| {
+        let inner = ports.delivery_log.clone();
+        ports.delivery_log =
+            std::sync::Arc::new(LogFailingOnce { inner, failed: std::sync::atomic::AtomicBool::new(false) });
+        ports
+    })
+    .await;
+    let account = app.account().await;
+    let token = app.create(&account.token, json!({"name": "ev"})).await;
+    let receiver = Receiver::start().await;
+    configure(&app, &token, json!({"enabled": true, "url": receiver.url()})).await;
+    let id = instance_id(&app, &account).await;
+    let _dispatching = app.dispatch("0,1");
+    let mut sent = Vec::new();
+    for n in 0..3 {
+        sent.push(publish(&app, &id, StateChange::Disconnected { reason: format!("r{n}") }).await);
+    }
+    // The first POST went through but its outcome was not recorded: it is made again (same
+    // `webhook-id`) once its message comes back, well before the queues' one-minute visibility
+    // timeout, and the webhook's later events follow it in order.
+    let got = receiver.wait_until(Duration::from_secs(20), |r| r.len() >= 4).await;
+    let ids: Vec<String> = got.iter().map(|r| r.json()["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(ids, [&*sent[0], &sent[0], &sent[1], &sent[2]]);
+    let log =
+        logged(&app, &token, "", |e| e.len() == 3 && e.iter().all(|d| d["status"] == "delivered")).await;
+    assert!(log["deliveries"].as_array().unwrap().iter().all(|d| d["attempts"] == 1));
 }
 
 async fn next_attempt(app: &TestApp) -> ryze_core::ports::Delivery<ryze_core::domain::DeliveryAttempt> {

@@ -15,6 +15,7 @@ mod deliveries;
 mod items;
 mod leases;
 mod live;
+mod ordered_and_delayed;
 pub mod provision;
 mod queue;
 mod registry;
@@ -28,7 +29,8 @@ pub use config::{AwsArgs, ConfigError, MasterKeyArgs};
 pub use counters::DynamoRateCounter;
 pub use deliveries::DynamoDeliveryLog;
 pub use live::{ApiGatewayLiveEvents, DynamoLiveConnections, LiveOutcome, MAX_CONNECTION_DURATION};
-pub use queue::{COMMAND_VISIBILITY, OrderedAndDelayed, SqsQueue};
+pub use ordered_and_delayed::OrderedAndDelayed;
+pub use queue::{COMMAND_VISIBILITY, SqsQueue};
 pub use registry::DynamoRegistry;
 
 use std::time::Duration;

@@ -9,8 +9,8 @@
 //! poll runs in its own task, and messages that arrive after their caller left are made visible
 //! again at once. Only a process that exits mid-poll can still leave some hidden.
 //!
-//! [`OrderedAndDelayed`] puts a FIFO queue and a standard one behind one port, for webhook attempts:
-//! SQS FIFO keeps order but cannot delay one message, a standard queue delays but keeps no order.
+//! [`super::OrderedAndDelayed`] puts a FIFO queue and a standard one behind one port, for webhook
+//! attempts.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -36,9 +36,12 @@ pub const COMMAND_VISIBILITY: Duration = crate::domain::MAX_COMMAND_VISIBILITY;
 /// SQS's own limits on one receive.
 const MAX_BATCH: usize = 10;
 const MAX_WAIT: Duration = Duration::from_secs(20);
+/// The longest visibility timeout SQS takes, in seconds (12 hours).
+const MAX_VISIBILITY_SECS: f64 = 43_200.0;
 /// The longest `DelaySeconds` SQS takes (standard queues only).
 const MAX_DELAY: Duration = Duration::from_secs(900);
 
+/// One SQS queue, standard or FIFO.
 pub struct SqsQueue<M> {
     client: Client,
     url: Arc<str>,
@@ -124,7 +127,9 @@ where
             .queue_url(&*self.url)
             .max_number_of_messages(max.clamp(1, MAX_BATCH) as i32)
             .wait_time_seconds(wait_secs)
-            .set_visibility_timeout(self.visibility.map(|v| v.as_secs().clamp(1, 43_200) as i32))
+            .set_visibility_timeout(
+                self.visibility.map(|v| v.as_secs().clamp(1, MAX_VISIBILITY_SECS as u64) as i32),
+            )
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId);
         let (answer, answered) = tokio::sync::oneshot::channel();
@@ -168,12 +173,12 @@ where
         Ok(())
     }
 
-    async fn release(&self, receipt: &Receipt) -> Result<()> {
+    async fn release_after(&self, receipt: &Receipt, after: Duration) -> Result<()> {
         self.client
             .change_message_visibility()
             .queue_url(&*self.url)
             .receipt_handle(&receipt.0)
-            .visibility_timeout(0)
+            .visibility_timeout(after.as_secs_f64().ceil().min(MAX_VISIBILITY_SECS) as i32)
             .send()
             .await
             .map_err(sdk_error)?;
@@ -183,90 +188,4 @@ where
 
 fn system_attribute(message: &Message, name: MessageSystemAttributeName) -> Option<&str> {
     message.attributes.as_ref()?.get(&name).map(String::as_str)
-}
-
-/// Webhook attempts on two SQS queues behind one port: grouped sends (first attempts, in order per
-/// webhook) on a FIFO queue, the rest (delayed retries, in no order) on a standard queue.
-pub struct OrderedAndDelayed<M> {
-    ordered: SqsQueue<M>,
-    delayed: SqsQueue<M>,
-}
-
-/// Which of the two queues a receipt came from, kept in front of SQS's receipt handle.
-const ORDERED: &str = "ordered:";
-const DELAYED: &str = "delayed:";
-
-impl<M> OrderedAndDelayed<M> {
-    /// `ordered` must be a FIFO queue (its sends are always grouped), `delayed` a standard one.
-    pub fn new(client: Client, ordered_url: &str, delayed_url: &str) -> Self {
-        fn ungrouped<M>(_: &M) -> String {
-            "ungrouped".to_owned()
-        }
-        Self {
-            ordered: SqsQueue::fifo(client.clone(), ordered_url, ungrouped::<M>),
-            delayed: SqsQueue::standard(client, delayed_url),
-        }
-    }
-
-    fn queue_of(&self, receipt: &Receipt) -> Result<(&SqsQueue<M>, Receipt)> {
-        if let Some(handle) = receipt.0.strip_prefix(ORDERED) {
-            Ok((&self.ordered, Receipt(handle.to_owned())))
-        } else if let Some(handle) = receipt.0.strip_prefix(DELAYED) {
-            Ok((&self.delayed, Receipt(handle.to_owned())))
-        } else {
-            Err(Error::storage("a receipt of neither delivery queue"))
-        }
-    }
-}
-
-fn tagged<M>(deliveries: Vec<Delivery<M>>, tag: &str) -> impl Iterator<Item = Delivery<M>> {
-    deliveries.into_iter().map(move |mut delivery| {
-        delivery.receipt.0.insert_str(0, tag);
-        delivery
-    })
-}
-
-#[async_trait]
-impl<M> Queue<M> for OrderedAndDelayed<M>
-where
-    M: Serialize + DeserializeOwned + Send + Sync + 'static,
-{
-    async fn send_with(&self, message: &M, options: SendOptions) -> Result<()> {
-        if options.group.is_some() && options.delay.is_zero() {
-            self.ordered.send_with(message, options).await
-        } else {
-            self.delayed.send_with(message, SendOptions { group: None, ..options }).await
-        }
-    }
-
-    fn max_delay(&self) -> Duration {
-        self.delayed.max_delay()
-    }
-
-    /// Looks at both without waiting first; only when both are empty does it wait on both, and
-    /// the poll that loses gives back what it got (see [`SqsQueue::receive`]).
-    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery<M>>> {
-        let mut batch: Vec<_> = tagged(self.ordered.receive(max, Duration::ZERO).await?, ORDERED).collect();
-        if batch.len() < max {
-            let room = max - batch.len();
-            batch.extend(tagged(self.delayed.receive(room, Duration::ZERO).await?, DELAYED));
-        }
-        if !batch.is_empty() || wait.is_zero() {
-            return Ok(batch);
-        }
-        tokio::select! {
-            ordered = self.ordered.receive(max, wait) => Ok(tagged(ordered?, ORDERED).collect()),
-            delayed = self.delayed.receive(max, wait) => Ok(tagged(delayed?, DELAYED).collect()),
-        }
-    }
-
-    async fn ack(&self, receipt: &Receipt) -> Result<()> {
-        let (queue, receipt) = self.queue_of(receipt)?;
-        queue.ack(&receipt).await
-    }
-
-    async fn release(&self, receipt: &Receipt) -> Result<()> {
-        let (queue, receipt) = self.queue_of(receipt)?;
-        queue.release(&receipt).await
-    }
 }

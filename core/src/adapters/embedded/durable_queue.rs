@@ -280,15 +280,16 @@ where
         Ok(())
     }
 
-    async fn release(&self, receipt: &Receipt) -> Result<()> {
+    async fn release_after(&self, receipt: &Receipt, after: Duration) -> Result<()> {
         let receipt = receipt.0.clone();
+        let visible_at = if after.is_zero() { 0 } else { now_millis() + after.as_millis() as i64 };
         self.db
             .thread
             .call(move |c| {
                 c.prepare_cached(
-                    "UPDATE messages SET visible_at = 0, receipt = NULL WHERE id = ?1 AND receipt = ?2",
+                    "UPDATE messages SET visible_at = ?3, receipt = NULL WHERE id = ?1 AND receipt = ?2",
                 )?
-                .execute(params![message_id(&receipt), receipt])
+                .execute(params![message_id(&receipt), receipt, visible_at])
                 .map(drop)
             })
             .await?;

@@ -87,7 +87,7 @@ impl<M: Clone + Send + Sync + 'static> Queue<M> for InProcessQueue<M> {
         Ok(())
     }
 
-    async fn release(&self, _receipt: &Receipt) -> Result<()> {
+    async fn release_after(&self, _receipt: &Receipt, _after: Duration) -> Result<()> {
         Ok(())
     }
 }

@@ -10,13 +10,16 @@ use tokio::task::JoinSet;
 
 use super::Dispatcher;
 use crate::domain::Event;
-use crate::ports::{Delivery, DeliveryQueue, EventQueue};
+use crate::ports::{Delivery, DeliveryQueue, EventQueue, Queue};
 
 /// Attempts in flight at once: receivers answer in milliseconds or time out in 15 s, so this many
 /// slow ones still leave room for the rest.
 pub const CONCURRENT_ATTEMPTS: usize = 256;
 const EVENT_BATCH: usize = 100;
 const POLL: Duration = Duration::from_secs(1);
+/// How long a message whose handling failed waits before it comes again, at first and at most.
+const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+const BACKOFF_MOST: Duration = Duration::from_secs(30);
 /// How long a stop waits for attempts in flight (each is bounded at 15 s).
 const DRAIN: Duration = Duration::from_secs(16);
 
@@ -57,17 +60,17 @@ impl Dispatcher {
             for of_instance in by_instance(batch) {
                 let (dispatcher, events) = (self.clone(), events.clone());
                 expanding.spawn(async move {
-                    for delivery in of_instance {
+                    let mut of_instance = of_instance.into_iter();
+                    while let Some(delivery) = of_instance.next() {
                         match dispatcher.on_event(&delivery.message).await {
                             Ok(()) => {
                                 if let Err(error) = events.ack(&delivery.receipt).await {
                                     tracing::error!(%error, "event handled but not acknowledged: it will come again");
                                 }
                             }
-                            // Left unacknowledged: the queue hands it out again after its visibility
-                            // timeout, and the instance's later events of this batch with it, in order.
                             Err(error) => {
-                                tracing::error!(%error, "event not expanded");
+                                tracing::error!(%error, receives = delivery.receives, "event not expanded; it will come again");
+                                give_back(&*events, delivery, of_instance).await;
                                 break;
                             }
                         }
@@ -103,7 +106,8 @@ impl Dispatcher {
                     running.spawn(async move {
                         // A lane's attempts in order; after a failure the rest of it waits for its
                         // queue to hand it out again, behind the one that failed.
-                        for delivery in lane {
+                        let mut lane = lane.into_iter();
+                        while let Some(delivery) = lane.next() {
                             match dispatcher.on_attempt(&delivery.message, delivery.receives).await {
                                 Ok(()) => {
                                     if let Err(error) = queue.ack(&delivery.receipt).await {
@@ -111,7 +115,8 @@ impl Dispatcher {
                                     }
                                 }
                                 Err(error) => {
-                                    tracing::error!(%error, "attempt not recorded: it will come again");
+                                    tracing::error!(%error, receives = delivery.receives, "attempt not recorded: it will come again");
+                                    give_back(&*queue, delivery, lane).await;
                                     break;
                                 }
                             }
@@ -125,6 +130,30 @@ impl Dispatcher {
         });
         Attempts { stop, task }
     }
+}
+
+/// After a failure to handle `failed` (the store unreachable, say), gives it and the rest of its
+/// lane back to the queue, to come again after a backoff that grows with its receives: a
+/// transient failure then costs a second or two, not the queue's visibility timeout (a minute,
+/// during which a grouped queue holds the whole group), and a lasting one does not spend the
+/// receives its redrive policy allows within seconds. What cannot be given back comes again after
+/// its visibility timeout all the same.
+async fn give_back<M: Send + Sync + 'static>(
+    queue: &dyn Queue<M>,
+    failed: Delivery<M>,
+    rest: impl Iterator<Item = Delivery<M>>,
+) {
+    let after = backoff(failed.receives);
+    for delivery in std::iter::once(failed).chain(rest) {
+        if let Err(error) = queue.release_after(&delivery.receipt, after).await {
+            tracing::warn!(%error, "message not given back; it comes again after its visibility timeout");
+        }
+    }
+}
+
+/// One second after a first receive, doubling with each receive after it, up to half a minute.
+fn backoff(receives: u32) -> Duration {
+    BACKOFF_FIRST.saturating_mul(1 << receives.saturating_sub(1).min(5)).min(BACKOFF_MOST)
 }
 
 /// A batch of events by instance, each instance's in the order received.
@@ -164,5 +193,16 @@ impl Attempts {
     async fn drain(self) {
         let _ = self.stop.send(());
         let _ = self.task.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_message_waits_a_second_doubling_with_each_receive_up_to_half_a_minute() {
+        let waits: Vec<u64> = [0, 1, 2, 3, 5, 6, 40].map(|receives| backoff(receives).as_secs()).into();
+        assert_eq!(waits, [1, 1, 2, 4, 16, 30, 30]);
     }
 }
