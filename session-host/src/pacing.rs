@@ -10,7 +10,7 @@
 //! credential store, event), and a store that slows down under them (DynamoDB throttling, an
 //! emulator out of CPU) would slow the heartbeat too, until the host fences itself. The heartbeat
 //! reports each beat's latency ([`Pacer::observe_store`]): a slow one doubles the interval between
-//! starts, a fast one halves it back towards the configured rate.
+//! starts, a fast one quarters it back towards the configured rate.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -86,9 +86,11 @@ impl Pacer {
         if latency >= slow {
             state.interval = (before.max(UNPACED_FLOOR) * 2).min(SLOWEST.max(self.configured));
         } else if latency <= fast && before > self.configured {
-            let halved = before / 2;
+            // Back faster than it slowed: beats are a period apart, and the starts a takeover
+            // queued wait at the slow pace until it is back.
+            let quartered = before / 4;
             state.interval =
-                if halved <= self.configured.max(UNPACED_FLOOR) { self.configured } else { halved };
+                if quartered <= self.configured.max(UNPACED_FLOOR) { self.configured } else { quartered };
         }
         if state.interval != before {
             tracing::info!(?latency, interval = ?state.interval, "the store's latency changed the connect pace");
@@ -176,6 +178,8 @@ mod tests {
         assert_eq!(pacer.interval(), SLOWEST, "bounded");
         pacer.observe_store(Duration::from_millis(500), slow, fast);
         assert_eq!(pacer.interval(), SLOWEST, "in between: held");
+        pacer.observe_store(Duration::from_millis(20), slow, fast);
+        assert_eq!(pacer.interval(), SLOWEST / 4, "back faster than it slowed");
         for _ in 0..10 {
             pacer.observe_store(Duration::from_millis(20), slow, fast);
         }

@@ -198,6 +198,86 @@ async fn a_dead_hosts_sessions_are_resumed_elsewhere_from_their_stores() {
     b.stop().await;
 }
 
+/// Links `count` instances on a host of their own and kills it; returns them, and their dead
+/// host's clients, kept to the end as a killed process's sockets would not say goodbye.
+async fn orphaned(deployment: &Deployment, count: usize) -> (Vec<InstanceId>, Vec<Started>) {
+    let mut a = deployment.host("a", 100);
+    let mut instances = Vec::new();
+    let mut clients = Vec::new();
+    for n in 0..count {
+        let instance = deployment.instance(&format!("orphan-{n}")).await;
+        clients.push(deployment.link(&instance, &mut a).await);
+        instances.push(instance);
+    }
+    a.kill();
+    (instances, clients)
+}
+
+/// One start a second; and a lease long enough that a busy machine does not get the host fenced
+/// while its starts wait for their turns.
+fn paced(config: &mut HostConfig) {
+    config.connects_per_second = 1;
+    config.lease = PACED_TIMING;
+}
+
+const PACED_TIMING: LeaseTiming =
+    LeaseTiming { beat: Duration::from_millis(200), lease: Duration::from_millis(1500) };
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takeover_says_connecting_at_once_and_logs_in_at_the_hosts_pace() {
+    let deployment = Deployment::new();
+    let (instances, _dead_clients) = orphaned(&deployment, 4).await;
+    // One start a second: the fourth comes three seconds after the first.
+    let mut b = deployment.host_with("b", 100, paced);
+    for instance in &instances {
+        deployment.wait_state(instance, InstanceState::Connecting).await;
+        let shown = deployment.ports.registry.instance(instance).await.unwrap().unwrap();
+        assert_eq!(
+            shown.connection.number_jid.as_deref(),
+            Some("5511999999999@s.whatsapp.net"),
+            "the linked number stays shown while it logs in again"
+        );
+    }
+    let mut started = std::iter::from_fn(|| b.started.try_recv().ok()).count();
+    assert!(started < instances.len(), "every instance read connecting before its turn to log in came");
+    let mut clients = Vec::new();
+    while started < instances.len() {
+        let resumed = b.next_start().await;
+        assert!(resumed.spec.store.is_some(), "logged in from the saved store: no QR");
+        clients.push(resumed);
+        started += 1;
+    }
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_stopping_while_its_takeover_waits_for_its_pace_hands_every_session_on() {
+    let deployment = Deployment::new();
+    let (instances, _dead_clients) = orphaned(&deployment, 4).await;
+    let mut b = deployment.host_with("b", 100, paced);
+    let _first = b.next_start().await;
+    for instance in &instances {
+        deployment.wait_state(instance, InstanceState::Connecting).await;
+        let lease = deployment.lease(instance).await;
+        assert_eq!(lease.holder.map(|h| h.host), Some(b.id.clone()));
+    }
+    // Stopped with three starts still waiting their turn: those, too, are handed on.
+    let mut c = deployment.host_with("c", 100, |config| config.lease = PACED_TIMING);
+    b.stop().await;
+    let mut clients = Vec::new();
+    for _ in &instances {
+        let resumed = c.next_start().await;
+        assert!(resumed.spec.store.is_some(), "from the saved store");
+        resumed.events.send(ClientEvent::Connected { jid: None, push_name: None }).unwrap();
+        clients.push(resumed);
+    }
+    for instance in &instances {
+        deployment.wait_state(instance, InstanceState::Connected).await;
+        assert_eq!(deployment.lease(instance).await.holder.map(|h| h.host), Some(c.id.clone()));
+    }
+    c.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_for_a_live_session_reach_the_host_that_holds_it() {
     let deployment = Deployment::new();

@@ -181,7 +181,7 @@ impl<F: ClientFactory> Session<F> {
     }
 
     async fn reconnect(&mut self) {
-        if !self.phase.is_idle() {
+        if !self.phase.is_idle() || !self.turn_to_log_in().await {
             return;
         }
         match self.ctx.ports.blobs.get_versioned(&self.store_key()).await {
@@ -197,9 +197,9 @@ impl<F: ClientFactory> Session<F> {
         }
     }
 
-    /// Starts a client. `announce` records `connecting` with its event; a resume of an instance
-    /// that reads `connecting` already (its last host said so on the way down) does not say it
-    /// twice.
+    /// Starts a client, once the caller had its turn in the host's pace. `announce` records
+    /// `connecting` with its event; a resume of an instance that reads `connecting` already (its
+    /// last host said so on the way down) does not say it twice.
     async fn start(&mut self, begin: Begin, history_days: Option<u16>, announce: bool) {
         let Some(instance) = self.load_instance().await else {
             self.fail_waiting("instance not found").await;
@@ -238,7 +238,6 @@ impl<F: ClientFactory> Session<F> {
             history_days,
             skip_history: instance.settings.disable_history_sync && history_days.is_none(),
         };
-        self.ctx.pacer.wait().await;
         match self.ctx.factory.start(spec).await {
             Ok((client, events)) => {
                 let now = Instant::now();

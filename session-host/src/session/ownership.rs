@@ -34,6 +34,13 @@ impl<F: ClientFactory> Session<F> {
             return;
         }
         self.transition(InstanceState::Connecting, StateChange::Connecting).await;
+        self.let_go_linked().await;
+    }
+
+    /// A linked session on a stopping host, its client stopped and its state `connecting`: its
+    /// lease goes back to the fleet (and the host sends its reconnect to a peer), or stays with
+    /// this host's name for its next start.
+    async fn let_go_linked(&mut self) {
         if self.ctx.config.hand_over_on_stop {
             self.release_lease().await;
             self.handed_over = true;
@@ -42,24 +49,54 @@ impl<F: ClientFactory> Session<F> {
         self.holds_lease = false;
     }
 
+    /// Waits for this session's turn to log in, in the host's connect pace. A takeover can queue
+    /// a thousand starts, so the wait can be long, and it yields to what must not wait: a lost
+    /// lease, and the host's stop, for which the session is let go as a linked one (its state
+    /// reads `connecting` already or is written so). `false` then: the caller starts nothing.
+    pub(super) async fn turn_to_log_in(&mut self) -> bool {
+        tokio::select! {
+            () = self.ctx.pacer.wait() => return true,
+            () = self.lost.cancelled() => self.on_lease_lost().await,
+            () = self.shutdown.cancelled() => {
+                if self.holds_lease && !self.lost.is_cancelled() {
+                    let recorded = self.load_instance().await.map(|i| i.connection.state);
+                    if recorded != Some(InstanceState::Connecting) {
+                        self.transition(InstanceState::Connecting, StateChange::Connecting).await;
+                    }
+                    self.let_go_linked().await;
+                }
+            }
+        }
+        false
+    }
+
     /// Resumes a session this host took over: one that was linked (connected, or reconnecting)
     /// logs in again from its saved store; a pairing cut short ends `disconnected`; anything else
     /// (logged out, banned, disconnected, deleted) stays as it is.
+    ///
+    /// Only the `connecting` is written at once: a dead host's `connected` is stale from the
+    /// moment it was taken over. Reading the store (hundreds of kilobytes) and the rest wait for
+    /// the start's turn, since a takeover of a thousand sessions that read every store at once
+    /// slowed the store until the adopters' heartbeats no longer went through.
     pub(super) async fn resume(&mut self) {
         let Some(instance) = self.load_instance().await else { return };
         let state = instance.connection.state;
         if !matches!(state, InstanceState::Connected | InstanceState::Connecting) {
             return;
         }
+        if state == InstanceState::Connected {
+            // The state write carries the linked number and profile: they stay shown meanwhile.
+            (self.number_jid, self.profile) =
+                (instance.connection.number_jid.clone(), instance.profile.clone());
+            self.transition(InstanceState::Connecting, StateChange::Connecting).await;
+        }
+        if !self.turn_to_log_in().await {
+            return;
+        }
         match self.ctx.ports.blobs.get_versioned(&self.store_key()).await {
             Ok(Some(store)) => {
                 tracing::info!(?state, "resuming from the saved store");
                 self.store = StoreClaim::At(store.version);
-                // Said at once, not after the start's turn in the host's pace: a dead host's
-                // `connected` is stale from the moment it was taken over.
-                if state == InstanceState::Connected {
-                    self.transition(InstanceState::Connecting, StateChange::Connecting).await;
-                }
                 self.start(Begin::LogIn(store.bytes), None, false).await;
             }
             Ok(None) => {

@@ -49,6 +49,9 @@ impl<F: ClientFactory> Session<F> {
                     tracing::warn!(%error, "stale credential store not removed");
                 }
                 self.store = StoreClaim::Absent;
+                // A QR someone is waiting for takes its turn like any start, without yielding:
+                // the connect call is answered either way.
+                self.ctx.pacer.wait().await;
                 self.start(Begin::Pair(login), history_days, true).await;
             }
         }
