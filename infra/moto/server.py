@@ -118,17 +118,22 @@ def _with_undo_log(transact):
 DynamoDBBackend.transact_write_items = _with_undo_log(DynamoDBBackend.transact_write_items)
 
 
-def _atomic(method):
-    @functools.wraps(method)
-    def locked(*args, **kwargs):
-        with _WRITES:
-            return method(*args, **kwargs)
+def _holding(lock):
+    """A wrapper that runs a method with `lock` held."""
 
-    return locked
+    def wrap(method):
+        @functools.wraps(method)
+        def locked(*args, **kwargs):
+            with lock:
+                return method(*args, **kwargs)
+
+        return locked
+
+    return wrap
 
 
 for _name in ("put_item", "update_item", "delete_item", "transact_write_items"):
-    setattr(DynamoDBBackend, _name, _atomic(getattr(DynamoDBBackend, _name)))
+    setattr(DynamoDBBackend, _name, _holding(_WRITES)(getattr(DynamoDBBackend, _name)))
 
 # How long an idle poll sleeps between looks when nothing wakes it.
 _POLL_RECHECK_SECS = 0.1
@@ -180,23 +185,14 @@ def _one_look_at_a_time(receive_message):
     return receive
 
 
-def _under_receive_lock(method):
-    @functools.wraps(method)
-    def locked(*args, **kwargs):
-        with _RECEIVES:
-            return method(*args, **kwargs)
-
-    return locked
-
-
 # moto's long poll works out which groups are held once, when it starts, and runs beside other
 # polls and visibility changes without a lock: two polls racing on a FIFO queue handed out a
 # group's second message while its first was in flight with the other. Here each receive looks
 # with no wait, one look at a time and apart from visibility changes and deletes, and waits
 # between looks.
 SQSBackend.receive_message = _one_look_at_a_time(SQSBackend.receive_message)
-SQSBackend.change_message_visibility = _under_receive_lock(SQSBackend.change_message_visibility)
-SQSBackend.delete_message = _under_receive_lock(SQSBackend.delete_message)
+SQSBackend.change_message_visibility = _holding(_RECEIVES)(SQSBackend.change_message_visibility)
+SQSBackend.delete_message = _holding(_RECEIVES)(SQSBackend.delete_message)
 
 # A group is held while one of its messages is in flight. moto counts a message handed out as in
 # flight until a receive passes over it, even once it is visible again, so of a group's two
