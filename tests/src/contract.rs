@@ -111,7 +111,11 @@ pub async fn registry_contract(registry: Arc<dyn InstanceRegistry>) {
     assert_eq!(registry.instance(&a.id).await.unwrap(), None);
     assert_eq!(registry.instance_by_name(&acme.id, &a.name).await.unwrap(), None);
     assert_eq!(registry.token_owner(&a.token_hash).await.unwrap(), None);
-    registry.insert_instance(&instance(&keys, &acme.id, "a-support"), 10).await.unwrap();
+    // The name, free again, finds its new holder, however lookups of the old one were remembered.
+    let successor = instance(&keys, &acme.id, "a-support");
+    registry.insert_instance(&successor, 10).await.unwrap();
+    assert_eq!(registry.instance_by_name(&acme.id, &a.name).await.unwrap().as_deref(), Some(&successor));
+    assert_eq!(registry.instance_by_name(&acme.id, &a.name).await.unwrap().as_deref(), Some(&successor));
 
     // Account limits.
     let limits = AccountLimits { instance_quota: 7, requests_per_minute: 5, creates_per_minute: 1 };

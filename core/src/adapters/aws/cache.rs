@@ -5,6 +5,10 @@
 //! changes at once, so a change made elsewhere (another function, the CLI) is seen within that
 //! long: a deleted instance's token, or an account's new limits, after at most a second here.
 //! Unknown tokens are never cached, so a token created a moment ago works at once.
+//!
+//! An instance's name is cached for longer ([`NAME_TTL`]) because it cannot go stale unseen: names
+//! never change, and the record read through the cached id is checked against the name asked for, so
+//! a deleted (or deleted and re-created) instance sends the lookup back to the name item.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -13,30 +17,37 @@ use std::time::{Duration, Instant};
 
 /// How long a cached read is trusted.
 pub const READ_TTL: Duration = Duration::from_secs(1);
+/// How long an instance name's id is kept: any length is correct, this bounds the memory's churn.
+pub const NAME_TTL: Duration = Duration::from_secs(600);
 /// Entries kept at most; past it, stale ones go first, then all.
 const CAPACITY: usize = 10_000;
 
 pub(super) struct ReadCache<K, V> {
+    ttl: Duration,
     entries: Mutex<HashMap<K, (Instant, V)>>,
 }
 
 impl<K: Eq + Hash, V: Clone> Default for ReadCache<K, V> {
     fn default() -> Self {
-        Self { entries: Mutex::new(HashMap::new()) }
+        Self::trusted_for(READ_TTL)
     }
 }
 
 impl<K: Eq + Hash, V: Clone> ReadCache<K, V> {
+    pub(super) fn trusted_for(ttl: Duration) -> Self {
+        Self { ttl, entries: Mutex::new(HashMap::new()) }
+    }
+
     pub(super) fn get(&self, key: &K) -> Option<V> {
         let entries = self.entries.lock().ok()?;
         let (read_at, value) = entries.get(key)?;
-        (read_at.elapsed() < READ_TTL).then(|| value.clone())
+        (read_at.elapsed() < self.ttl).then(|| value.clone())
     }
 
     pub(super) fn put(&self, key: K, value: V) {
         let Ok(mut entries) = self.entries.lock() else { return };
         if entries.len() >= CAPACITY {
-            entries.retain(|_, (read_at, _)| read_at.elapsed() < READ_TTL);
+            entries.retain(|_, (read_at, _)| read_at.elapsed() < self.ttl);
             if entries.len() >= CAPACITY {
                 entries.clear();
             }

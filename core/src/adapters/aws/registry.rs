@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{ConditionCheck, Delete, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 
-use super::cache::ReadCache;
+use super::cache::{NAME_TTL, ReadCache};
 use super::items::{self, Item, n, s};
 use super::sdk_error;
 use crate::domain::{
@@ -38,6 +38,7 @@ pub struct DynamoRegistry {
     pub(super) table: Arc<str>,
     owners: Arc<ReadCache<TokenHash, TokenOwner>>,
     accounts: Arc<ReadCache<AccountId, Account>>,
+    names: Arc<ReadCache<(AccountId, InstanceName), InstanceId>>,
 }
 
 impl std::fmt::Debug for DynamoRegistry {
@@ -54,7 +55,13 @@ pub(super) enum Cancelled {
 
 impl DynamoRegistry {
     pub fn new(client: Client, table: &str) -> Self {
-        Self { client, table: table.into(), owners: Arc::default(), accounts: Arc::default() }
+        Self {
+            client,
+            table: table.into(),
+            owners: Arc::default(),
+            accounts: Arc::default(),
+            names: Arc::new(ReadCache::trusted_for(NAME_TTL)),
+        }
     }
 
     /// The account as stored, past the cache.
@@ -344,8 +351,22 @@ impl InstanceRegistry for DynamoRegistry {
         account: &AccountId,
         name: &InstanceName,
     ) -> Result<Option<Arc<Instance>>> {
+        let key = (account.clone(), name.clone());
+        if let Some(id) = self.names.get(&key) {
+            match self.instance(&id).await? {
+                Some(instance) if instance.account_id == *account && instance.name == *name => {
+                    return Ok(Some(instance));
+                }
+                _ => self.names.forget(&key),
+            }
+        }
         let Some(item) = self.get(items::name_key(account, name)).await? else { return Ok(None) };
-        self.instance(&InstanceId::from_stored(items::string(&item, "instance")?)).await
+        let id = InstanceId::from_stored(items::string(&item, "instance")?);
+        let instance = self.instance(&id).await?;
+        if instance.is_some() {
+            self.names.put(key, id);
+        }
+        Ok(instance)
     }
 
     async fn instances(&self, account: &AccountId) -> Result<Vec<Arc<Instance>>> {
