@@ -194,6 +194,11 @@ pub trait Queue<M: Send + Sync + 'static>: Send + Sync {
     /// (whole seconds on SQS, at most its 12-hour visibility cap); on a grouped queue its group
     /// waits with it, so the order holds.
     async fn release_after(&self, receipt: &Receipt, after: Duration) -> Result<()>;
+
+    /// Keeps a received message hidden for `hidden_for` from now, its receipt still good: for work
+    /// that outlasts the visibility its receive gave it. A queue whose received messages never
+    /// come back (the in-process one) has nothing to do.
+    async fn keep_hidden(&self, receipt: &Receipt, hidden_for: Duration) -> Result<()>;
 }
 
 /// Commands for the session hosts (on AWS: SQS FIFO, group = instance).
@@ -271,6 +276,12 @@ impl BlobKey {
     /// Where an instance's WhatsApp credential store is kept.
     pub fn session_store(instance: &InstanceId) -> Self {
         Self(format!("sessions/{instance}/store"))
+    }
+
+    /// Where a logout keeps the credential store it wiped, until a session host has used it to
+    /// unlink the device (`service::logout`).
+    pub fn unlink_copy(instance: &InstanceId) -> Self {
+        Self(format!("sessions/{instance}/unlink"))
     }
 
     pub fn as_str(&self) -> &str {

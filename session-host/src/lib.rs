@@ -10,7 +10,8 @@
 //! - [`fleet`]: [`SessionHost`], the supervisor that routes commands to sessions.
 //! - `session`: the per-instance actor: states, codes, settings, credential persistence.
 //! - `membership`: the host's record, heartbeat, liveness view and lease claims; `pacing`: the
-//!   host-wide pace of client starts.
+//!   host-wide pace of client starts; `routed`: a command with the receipt acknowledged once it
+//!   is applied.
 //! - [`client`]: the seam between a session and its WhatsApp client.
 //! - [`whatsapp`]: that seam on whatsapp-rust; [`proxy`]: its socket through HTTP/HTTPS/SOCKS5 proxies;
 //!   `liveness`: its dead-socket watchdog.
@@ -27,6 +28,7 @@ pub mod metrics;
 mod pacing;
 pub mod protection;
 pub mod proxy;
+mod routed;
 pub mod runtime;
 mod session;
 pub mod whatsapp;

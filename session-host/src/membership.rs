@@ -27,6 +27,9 @@ struct View {
     liveness: Liveness,
     /// The hosts this host judged dead at its last look, not yet removed.
     dead: HashSet<Holder>,
+    /// The dead hosts this host removed, while a look may still list them (a read that lags the
+    /// removal, or a beat's look taken before it): they are not judged dead again.
+    buried: HashSet<Holder>,
     /// Every host's record at the last look.
     hosts: Vec<HostRecord>,
 }
@@ -51,7 +54,13 @@ impl Membership {
         let capacity = u32::try_from(capacity).unwrap_or(u32::MAX);
         let record = leases.register_host(id, capacity, channel).await?;
         tracing::info!(host = %record.id, epoch = record.epoch, "joined the fleet");
-        let view = View { record, liveness: Liveness::default(), dead: HashSet::new(), hosts: Vec::new() };
+        let view = View {
+            record,
+            liveness: Liveness::default(),
+            dead: HashSet::new(),
+            buried: HashSet::new(),
+            hosts: Vec::new(),
+        };
         Ok(Self { leases, timing, view: Mutex::new(view) })
     }
 
@@ -76,11 +85,18 @@ impl Membership {
         let hosts = self.leases.hosts().await?;
         let mut view = self.view();
         let mut dead = view.liveness.observe(&hosts, Instant::now(), self.timing.lease);
-        dead.retain(|host| host.id != record.id);
+        let View { buried, .. } = &mut *view;
+        buried.retain(|holder| hosts.iter().any(|host| host.holder() == *holder));
+        dead.retain(|host| host.id != record.id && !buried.contains(&host.holder()));
         view.record = record;
         view.dead = dead.iter().map(HostRecord::holder).collect();
         view.hosts = hosts;
         Ok(dead)
+    }
+
+    /// Whether this host already removed `host`: news of its death computed before that is stale.
+    pub(crate) fn buried(&self, host: &Holder) -> bool {
+        self.view().buried.contains(host)
     }
 
     /// Every host's record as the last beat saw it, and the ones judged dead then.
@@ -142,7 +158,9 @@ impl Membership {
     /// Forgets a dead host once nothing is left under its name.
     pub(crate) async fn bury(&self, gone: &HostRecord) -> Result<()> {
         self.leases.remove_host(&gone.holder()).await?;
-        self.view().dead.remove(&gone.holder());
+        let mut view = self.view();
+        view.dead.remove(&gone.holder());
+        view.buried.insert(gone.holder());
         tracing::info!(host = %gone.id, epoch = gone.epoch, "dead host removed");
         Ok(())
     }

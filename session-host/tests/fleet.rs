@@ -17,7 +17,7 @@ use ryze_core::domain::{
     InstanceChange, InstanceId, InstanceName, InstanceState, Lease, LeaseTiming, LoginMethod, SessionCommand,
     Settings,
 };
-use ryze_core::ports::{Leases, Ports};
+use ryze_core::ports::{CommandChannels, CommandQueue, Delivery, Leases, Ports, Queue, Receipt, SendOptions};
 use ryze_core::secrets::{Keyring, MasterKey};
 use ryze_core::service::routing;
 use ryze_session_host::client::ClientEvent;
@@ -547,4 +547,90 @@ async fn a_takeover_longer_than_the_lease_holds_no_heartbeat_up() {
     assert_eq!(holders, started.iter().map(HostRecord::holder).collect::<Vec<_>>());
     b.stop().await;
     c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_is_acknowledged_only_once_its_session_applied_it() {
+    let mut deployment = Deployment::new();
+    let acks = CountingChannels::wrap(&mut deployment);
+    let instance = deployment.instance("sales").await;
+    let mut a = deployment.host("a", 100);
+    let client = deployment.link(&instance, &mut a).await;
+    client.calls.wait_for(&[Call::Presence(false)]).await;
+    let settings = |keep_online_status| SessionCommand::ApplySettings {
+        instance: instance.clone(),
+        settings: Settings { keep_online_status, ..Settings::default() },
+    };
+    let acked = || acks.load(std::sync::atomic::Ordering::SeqCst);
+
+    // Through a's channel into its session, which is stuck applying it: not acknowledged yet.
+    client.calls.hold();
+    routing::send_command(&deployment.ports, &settings(true)).await.unwrap();
+    client.calls.wait_for(&[Call::Presence(false), Call::Presence(true)]).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(acked(), 0, "acknowledged before its session applied it");
+    client.calls.release();
+    eventually("the applied command acknowledged", || async { (acked() == 1).then_some(()) }).await;
+
+    // Stuck again, and the host dies: the command stays on its channel, for the next owner.
+    client.calls.hold();
+    routing::send_command(&deployment.ports, &settings(false)).await.unwrap();
+    client.calls.wait_for(&[Call::Presence(false), Call::Presence(true), Call::Presence(false)]).await;
+    a.kill();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(acked(), 1, "a command its session never finished was acknowledged");
+}
+
+/// Host channels that count the acknowledgements made on them.
+struct CountingChannels {
+    inner: Arc<dyn CommandChannels>,
+    acks: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CountingChannels {
+    fn wrap(deployment: &mut Deployment) -> Arc<std::sync::atomic::AtomicUsize> {
+        let acks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let inner = deployment.ports.channels.clone();
+        deployment.ports.channels = Arc::new(Self { inner, acks: acks.clone() });
+        acks
+    }
+}
+
+#[async_trait]
+impl CommandChannels for CountingChannels {
+    async fn open(&self, host: &HostId) -> ryze_core::Result<String> {
+        self.inner.open(host).await
+    }
+    fn channel(&self, address: &str) -> ryze_core::Result<Arc<CommandQueue>> {
+        let inner = self.inner.channel(address)?;
+        Ok(Arc::new(CountingQueue { inner, acks: self.acks.clone() }))
+    }
+    async fn close(&self, address: &str) -> ryze_core::Result<()> {
+        self.inner.close(address).await
+    }
+}
+
+struct CountingQueue {
+    inner: Arc<CommandQueue>,
+    acks: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[async_trait]
+impl Queue<SessionCommand> for CountingQueue {
+    async fn send_with(&self, message: &SessionCommand, options: SendOptions) -> ryze_core::Result<()> {
+        self.inner.send_with(message, options).await
+    }
+    async fn receive(&self, max: usize, wait: Duration) -> ryze_core::Result<Vec<Delivery<SessionCommand>>> {
+        self.inner.receive(max, wait).await
+    }
+    async fn ack(&self, receipt: &Receipt) -> ryze_core::Result<()> {
+        self.acks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.ack(receipt).await
+    }
+    async fn release_after(&self, receipt: &Receipt, after: Duration) -> ryze_core::Result<()> {
+        self.inner.release_after(receipt, after).await
+    }
+    async fn keep_hidden(&self, receipt: &Receipt, hidden_for: Duration) -> ryze_core::Result<()> {
+        self.inner.keep_hidden(receipt, hidden_for).await
+    }
 }

@@ -277,6 +277,32 @@ pub async fn grouped_queue_contract(queue: Arc<dyn Queue<String>>) {
     assert_eq!(handled, ["c1", "c2"]);
 }
 
+/// The [`Queue`] contract for a queue whose receives hide messages for `visibility`: a message
+/// not acknowledged comes back after it, unless it was kept hidden, whose receipt then still
+/// acknowledges it.
+pub async fn visibility_contract(queue: Arc<dyn Queue<String>>, visibility: Duration) {
+    queue.send(&"dropped".to_owned()).await.unwrap();
+    let first = receive_some(&queue).await;
+    assert_eq!((first[0].message.as_str(), first[0].receives), ("dropped", 1), "{first:?}");
+    tokio::time::sleep(visibility).await;
+    let again = receive_some(&queue).await;
+    assert_eq!((again[0].message.as_str(), again[0].receives), ("dropped", 2), "back after its visibility");
+    queue.ack(&again[0].receipt).await.unwrap();
+
+    queue.send(&"kept".to_owned()).await.unwrap();
+    let kept = receive_some(&queue).await;
+    assert_eq!(kept[0].message, "kept");
+    for _ in 0..3 {
+        tokio::time::sleep(visibility / 2).await;
+        queue.keep_hidden(&kept[0].receipt, visibility).await.unwrap();
+    }
+    let early = queue.receive(10, visibility / 2).await.unwrap();
+    assert!(early.is_empty(), "kept hidden past its visibility: {early:?}");
+    queue.ack(&kept[0].receipt).await.unwrap();
+    let late = queue.receive(10, visibility * 2).await.unwrap();
+    assert!(late.is_empty(), "acknowledged with the receipt it was kept hidden under: {late:?}");
+}
+
 async fn receive_some(queue: &Arc<dyn Queue<String>>) -> Vec<Delivery<String>> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {

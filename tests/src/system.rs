@@ -57,11 +57,30 @@ impl TestSystem {
         Self::on(storage, fake, adjust)
     }
 
+    /// Stops the host as `restart` does and keeps the API up with no host at all, for what
+    /// happens while none runs; [`Hostless::start_host`] starts one on the same state.
+    pub async fn without_host(self) -> Hostless {
+        let storage = self.app.storage.clone();
+        self.stop().await;
+        Hostless { app: TestApp::with_connect_wait(storage, E2E_CONNECT_WAIT) }
+    }
+
     pub async fn stop(self) {
         self.stop.cancel();
         tokio::time::timeout(Duration::from_secs(30), self.host)
             .await
             .expect("the host stops")
             .expect("no panic");
+    }
+}
+
+/// The API with no session host running (see [`TestSystem::without_host`]).
+pub struct Hostless {
+    pub app: TestApp,
+}
+
+impl Hostless {
+    pub fn start_host(self, fake: &FakeWhatsApp, adjust: impl FnOnce(&mut HostConfig)) -> TestSystem {
+        TestSystem::on(self.app.storage.clone(), fake, adjust)
     }
 }

@@ -75,6 +75,16 @@ async fn the_sqs_fifo_queue_keeps_the_grouped_queue_contract() {
 }
 
 #[tokio::test]
+async fn an_sqs_queue_hides_a_received_message_for_its_visibility_and_as_long_as_it_is_kept() {
+    let (config, resources) = aws::provision().await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let visibility = Duration::from_secs(2);
+    let queue = SqsQueue::fifo(sqs, &resources.command_queue_url, |_: &String| "one-group".to_owned())
+        .with_receive_visibility(visibility);
+    contract::visibility_contract(Arc::new(queue), visibility).await;
+}
+
+#[tokio::test]
 async fn the_delivery_queues_keep_order_on_fifo_and_delay_on_standard() {
     let (config, resources) = aws::provision().await;
     let sqs = aws_sdk_sqs::Client::new(&config);

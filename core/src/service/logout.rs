@@ -6,6 +6,12 @@
 //! it saves no credentials any more); then the credential store is wiped; then one `instance.state`
 //! event is published, only by the call that made the transition. Unlinking the device on WhatsApp
 //! is the live session's part, after the wipe: once WhatsApp sees it, no credentials remain.
+//!
+//! A logout made while no session runs the instance (its host died, or stopped, or it was
+//! reconnecting) would leave the device linked on the phone with nobody able to unlink it, since
+//! the wipe took the credentials. So the API keeps them first under [`BlobKey::unlink_copy`], out
+//! of every session's way, and the `Logout` command makes some host log in with that copy just to
+//! unlink, and then delete it. A live session unlinks with its own client and deletes the copy.
 
 use chrono::{DateTime, Utc};
 
@@ -17,6 +23,15 @@ use crate::{Error, Result};
 
 /// The reason an API logout gives, in the state and the event.
 pub const REQUESTED_THROUGH_API: &str = "logout requested through the API";
+
+/// Keeps the credential store a logout is about to wipe, for the host that unlinks the device
+/// (see the module's doc). Nothing to keep for an instance never linked or logged out already.
+pub async fn keep_for_unlink(ports: &Ports, instance: &InstanceId) -> Result<()> {
+    if let Some(store) = ports.blobs.get(&BlobKey::session_store(instance)).await? {
+        ports.blobs.put(&BlobKey::unlink_copy(instance), store).await?;
+    }
+    Ok(())
+}
 
 /// Records `instance`'s logout. `lease` fences the state write when a session host makes it
 /// (`Error::LeaseLost` once another host took the instance). Returns whether this call made the

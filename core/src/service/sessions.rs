@@ -147,13 +147,17 @@ impl InstanceService {
     /// Unlinks the device and wipes the saved credentials; the instance and its token stay.
     /// Idempotent: logging out a logged-out instance succeeds and changes nothing.
     ///
-    /// The `Logout` command lets a host that runs the session unlink the device; the credentials and
-    /// the state are wiped here all the same, so a logout holds even with no host running.
+    /// The state and the credentials are wiped here, so a logout holds even with no host running;
+    /// the `Logout` command has a host unlink the device: the live session with its client, or,
+    /// with none running, a host logging in from the copy kept for that (`logout.rs`).
     #[tracing::instrument(skip_all, fields(account = %caller.account.id))]
     pub async fn logout(&self, caller: &Caller, name: &str) -> Result<()> {
         let instance = self.target(caller, name).await?;
         let wiped = async {
             let at = self.clock.now();
+            if instance.connection.state != InstanceState::LoggedOut {
+                logout::keep_for_unlink(&self.ports, &instance.id).await?;
+            }
             logout::record_logout(&self.ports, &instance.id, logout::REQUESTED_THROUGH_API, None, at).await?;
             routing::send_command(&self.ports, &SessionCommand::Logout { instance: instance.id.clone() })
                 .await

@@ -131,8 +131,12 @@ impl<F: ClientFactory> SessionHost<F> {
             }
             any = true;
             for delivery in left {
-                self.pass_on(vec![delivery.message]).await;
-                let _ = channel.ack(&delivery.receipt).await;
+                self.pass_on(vec![self.unfinished.received(
+                    delivery.message,
+                    channel.clone(),
+                    delivery.receipt,
+                )])
+                .await;
             }
         }
         any

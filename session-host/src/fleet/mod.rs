@@ -8,7 +8,8 @@
 //!   lease this host holds; a command for an instance a live host holds goes on to that host.
 //! - It alone owns the map of live sessions. An actor that ends hands back the commands that
 //!   reached it too late, and they are routed again, so none is lost between an actor's end and
-//!   its removal.
+//!   its removal. A command is acknowledged on its queue only once it is done with (`routed.rs`),
+//!   so one in a session's mailbox when the host dies comes back for the next owner.
 //! - On stop it keeps beating while the sessions hand over (or, with no fleet to hand over to,
 //!   keep their leases for the next start), then leaves.
 
@@ -32,6 +33,7 @@ use crate::config::HostConfig;
 use crate::membership::{Claim, Membership};
 use crate::metrics::{SessionStates, SessionsGauge};
 use crate::pacing::Pacer;
+use crate::routed::{Routed, Unfinished};
 use crate::session::{Finished, MAILBOX, Session, Start};
 
 mod consolidation;
@@ -74,6 +76,8 @@ pub struct SessionHost<F: ClientFactory> {
     tasks: JoinSet<Finished>,
     next_generation: u64,
     linger: Linger,
+    /// The commands received and not yet done with, kept hidden on their queues meanwhile.
+    unfinished: Unfinished,
 }
 
 /// How long the process should stay up after the host stopped, so that a long poll it abandoned
@@ -102,7 +106,7 @@ impl Linger {
 
 struct LiveSession {
     generation: u64,
-    mailbox: mpsc::Sender<SessionCommand>,
+    mailbox: mpsc::Sender<Routed>,
     /// Cancelled when the host learns the lease moved on: the session stops its client at once.
     lost: CancellationToken,
 }
@@ -142,6 +146,7 @@ impl<F: ClientFactory> SessionHost<F> {
             tasks: JoinSet::new(),
             next_generation: 0,
             linger: Linger::default(),
+            unfinished: Unfinished::default(),
         }
     }
 
@@ -201,6 +206,10 @@ impl<F: ClientFactory> SessionHost<F> {
             surplus: false,
         };
         let sessions_stop = shutdown.child_token();
+        let keeping = CancellationToken::new();
+        let keeper = tokio::spawn(
+            self.unfinished.clone().keep_hidden(config.lease.command_visibility(), keeping.clone()),
+        );
         if let Some(earlier) = running.membership.earlier_starts() {
             self.take_over(&mut running, &earlier, None, &[], &sessions_stop).await;
         }
@@ -240,6 +249,9 @@ impl<F: ClientFactory> SessionHost<F> {
         }
         drop((shared, own, heartbeat));
         self.drain(&mut running, &sessions_stop).await;
+        // What is still unfinished now (nothing, after a clean drain) comes back for another host.
+        keeping.cancel();
+        let _ = keeper.await;
         tracing::info!("session host stopped");
         // Its sessions are elsewhere, or soon will be. The process ends, so that its runner (ECS,
         // systemd) starts a fresh host with a new epoch.
@@ -266,8 +278,11 @@ impl<F: ClientFactory> SessionHost<F> {
         let (hosts, judged_dead) = running.membership.last_look();
         let me = running.membership.holder();
         running.surplus = running.consolidation.observe(&hosts, &judged_dead, &me, Instant::now());
-        let gone: Vec<Holder> = news.dead.iter().map(HostRecord::holder).collect();
-        for host in &news.dead {
+        // A beat queued while a takeover ran may name a host that takeover already removed.
+        let dead: Vec<&HostRecord> =
+            news.dead.iter().filter(|host| !running.membership.buried(&host.holder())).collect();
+        let gone: Vec<Holder> = dead.iter().map(|host| host.holder()).collect();
+        for host in dead {
             tracing::warn!(dead = %host.id, epoch = host.epoch, "host judged dead; taking over");
             self.take_over(running, &host.holder(), Some(host), &gone, stop).await;
         }
@@ -326,14 +341,26 @@ impl<F: ClientFactory> SessionHost<F> {
             }
         }
         let Some(record) = record else { return };
+        // What waited in the dead host's channel (its unapplied commands are visible again by now:
+        // `LeaseTiming::command_visibility`) moves to this host's own channel, durably and in
+        // order, before that channel is closed; from there it is routed as any command.
         if let Ok(channel) = self.ctx.ports.channels.channel(&record.channel) {
             while let Ok(batch) = channel.receive(10, Duration::ZERO).await {
                 if batch.is_empty() {
                     break;
                 }
                 for delivery in batch {
-                    self.route(running, delivery.message, stop).await;
-                    let _ = channel.ack(&delivery.receipt).await;
+                    match running.channel.send(&delivery.message).await {
+                        Ok(()) => {
+                            self.unfinished
+                                .received(delivery.message, channel.clone(), delivery.receipt)
+                                .done()
+                                .await
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "dead host's command not moved; it comes back there")
+                        }
+                    }
                 }
             }
         }
@@ -421,10 +448,8 @@ impl<F: ClientFactory> SessionHost<F> {
         match received {
             Ok(batch) => {
                 for delivery in batch {
-                    self.route(running, delivery.message, stop).await;
-                    if let Err(error) = queue.ack(&delivery.receipt).await {
-                        tracing::warn!(%error, "command not acknowledged");
-                    }
+                    let routed = self.unfinished.received(delivery.message, queue.clone(), delivery.receipt);
+                    self.route(running, routed, stop).await;
                 }
             }
             Err(error) => {
@@ -434,55 +459,70 @@ impl<F: ClientFactory> SessionHost<F> {
         }
     }
 
-    async fn route(&mut self, running: &Running, command: SessionCommand, stop: &CancellationToken) {
-        let instance = command.instance().clone();
-        let command = match self.sessions.get(&instance) {
-            Some(live) => match live.mailbox.send(command).await {
+    /// Takes a command where it is applied: this host's session, a new session under a lease
+    /// this host takes, or the owner's channel. Acknowledged once passed on or refused; left
+    /// unacknowledged, for a redelivery, when it could not be passed on.
+    async fn route(&mut self, running: &Running, routed: Routed, stop: &CancellationToken) {
+        let instance = routed.instance().clone();
+        let routed = match self.sessions.get(&instance) {
+            // The session acknowledges it once applied.
+            Some(live) => match live.mailbox.send(routed).await {
                 Ok(()) => return,
                 // The actor ended after its last look at the mailbox: start over.
-                Err(mpsc::error::SendError(command)) => {
+                Err(mpsc::error::SendError(routed)) => {
                     self.sessions.remove(&instance);
-                    command
+                    routed
                 }
             },
-            None => command,
+            None => routed,
         };
+        let command = &routed.command;
         let starts = matches!(command, SessionCommand::Connect { .. } | SessionCommand::Reconnect { .. });
         if starts && !self.has_room() {
             // Another host with room takes it; this one stops taking from the shared queue.
             tracing::info!(%instance, "at capacity; command left to the fleet");
-            if let Err(error) = self.ctx.ports.commands.send(&command).await {
-                tracing::error!(%error, "command lost at capacity");
-                self.refuse(&command, "session host at capacity").await;
+            if let Err(error) = self.ctx.ports.commands.send(command).await {
+                tracing::error!(%error, "command not passed on at capacity");
+                self.refuse(command, "session host at capacity").await;
             }
-            return;
+            return routed.done().await;
         }
-        let claim = if starts { running.membership.claim(&instance).await.map(Some) } else { Ok(None) };
+        // A logout with no live session here may still have a device to unlink: it needs a session
+        // under the lease as much as a start does (`session/logout.rs`).
+        let claims = starts || matches!(command, SessionCommand::Logout { .. });
+        let claim = if claims { running.membership.claim(&instance).await.map(Some) } else { Ok(None) };
         match claim {
-            Ok(Some(Claim::Mine(lease))) => self.spawn(instance, lease, Start::Command(command), stop),
-            Ok(Some(Claim::Elsewhere(owner))) => self.forward(&owner, command).await,
-            // Logout, delete and settings need a live session; without one here, the owner (if
-            // any) gets it, and without an owner the control plane's own work is all there is.
-            Ok(None) => match ryze_core::service::routing::owner_channel(&self.ctx.ports, &instance).await {
-                Ok(Some(address)) if address != running.membership.record().channel => {
-                    if let Err(error) = self.send_to(&address, &command).await {
-                        tracing::warn!(%error, %instance, "command not passed on to its owner");
+            Ok(Some(Claim::Mine(lease))) => self.spawn(instance, lease, Start::Command(routed), stop),
+            Ok(Some(Claim::Elsewhere(owner))) => {
+                match self.send_to(&owner.channel, command).await {
+                    Ok(()) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, owner = %owner.id, "command not passed on to its owner");
+                        self.refuse(command, "the host running the session is unreachable").await;
                     }
                 }
-                Ok(_) => {}
-                Err(error) => tracing::warn!(%error, %instance, "owner unknown; command dropped"),
+                routed.done().await;
+            }
+            // Delete and settings need a live session; without one here, the owner (if any) gets
+            // it, and without an owner the control plane's own work is all there is.
+            Ok(None) => match ryze_core::service::routing::owner_channel(&self.ctx.ports, &instance).await {
+                Ok(Some(address)) if address != running.membership.record().channel => {
+                    match self.send_to(&address, command).await {
+                        Ok(()) => routed.done().await,
+                        // Left on its queue: it comes back once the owner is reachable or gone.
+                        Err(error) => tracing::warn!(%error, %instance, "command not passed on to its owner"),
+                    }
+                }
+                Ok(_) => routed.done().await,
+                Err(error) => {
+                    tracing::warn!(%error, %instance, "owner unknown; command left for a redelivery")
+                }
             },
             Err(error) => {
                 tracing::error!(%error, %instance, "lease unavailable");
-                self.refuse(&command, "instance lease unavailable").await;
+                self.refuse(command, "instance lease unavailable").await;
+                routed.done().await;
             }
-        }
-    }
-
-    async fn forward(&self, owner: &HostRecord, command: SessionCommand) {
-        if let Err(error) = self.send_to(&owner.channel, &command).await {
-            tracing::warn!(%error, owner = %owner.id, "command not passed on to its owner");
-            self.refuse(&command, "the host running the session is unreachable").await;
         }
     }
 
@@ -501,10 +541,11 @@ impl<F: ClientFactory> SessionHost<F> {
     }
 
     /// Commands a session got too late, after this host stopped serving: for the next owner.
-    async fn pass_on(&self, commands: Vec<SessionCommand>) {
-        for command in commands {
-            if let Err(error) = ryze_core::service::routing::send_command(&self.ctx.ports, &command).await {
-                tracing::error!(%error, "command lost while stopping");
+    async fn pass_on(&self, commands: Vec<Routed>) {
+        for routed in commands {
+            match ryze_core::service::routing::send_command(&self.ctx.ports, &routed.command).await {
+                Ok(()) => routed.done().await,
+                Err(error) => tracing::error!(%error, "command not passed on while stopping"),
             }
         }
     }
@@ -539,8 +580,8 @@ impl<F: ClientFactory> SessionHost<F> {
                 {
                     self.sessions.remove(&finished.instance);
                 }
-                for command in finished.leftovers {
-                    self.route(running, command, stop).await;
+                for routed in finished.leftovers {
+                    self.route(running, routed, stop).await;
                 }
             }
             Err(error) => {

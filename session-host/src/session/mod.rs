@@ -5,6 +5,7 @@
 //! connect requests with the current code, applies settings live (`settings.rs`), and saves the
 //! credential store right after pairing, after changes (debounced) and when it stops.
 
+mod logout;
 mod ownership;
 mod pairing;
 mod phase;
@@ -27,6 +28,10 @@ use self::phase::{Link, Pairing, Phase, Running, Stage, next_event};
 use self::store::StoreClaim;
 use crate::client::{ClientEvent, ClientFactory, SessionClient, StartSpec};
 use crate::fleet::HostContext;
+use crate::routed::Routed;
+
+/// A proxy as a client dials it: the configuration and its opened password.
+type OpenProxy = (ryze_core::domain::ProxyConfig, Option<String>);
 
 /// How long after the client learns the account's name its own `available` has surely gone out.
 const PRESENCE_SETTLE: std::time::Duration = std::time::Duration::from_secs(1);
@@ -38,18 +43,18 @@ pub(crate) const MAILBOX: usize = 32;
 #[derive(Debug)]
 pub(crate) enum Start {
     /// With a command from the API.
-    Command(SessionCommand),
+    Command(Routed),
     /// Taken over from a dead host or from this host's earlier start: resume what was running.
     Resume,
 }
 
 /// What an actor hands back when it ends: commands that reached it too late, for the fleet to
-/// route again.
+/// route again (still unacknowledged).
 #[derive(Debug)]
 pub(crate) struct Finished {
     pub instance: InstanceId,
     pub generation: u64,
-    pub leftovers: Vec<SessionCommand>,
+    pub leftovers: Vec<Routed>,
     /// Let go on the host's stop for another host to resume: the fleet sends its reconnect.
     pub handed_over: bool,
 }
@@ -66,7 +71,7 @@ pub(crate) struct Session<F: ClientFactory> {
     instance: InstanceId,
     generation: u64,
     ctx: Arc<HostContext<F>>,
-    commands: mpsc::Receiver<SessionCommand>,
+    commands: mpsc::Receiver<Routed>,
     shutdown: CancellationToken,
     /// The lease this session runs under; every state write and store save is fenced by it.
     lease: Lease,
@@ -93,7 +98,7 @@ impl<F: ClientFactory> Session<F> {
         generation: u64,
         lease: Lease,
         ctx: Arc<HostContext<F>>,
-        commands: mpsc::Receiver<SessionCommand>,
+        commands: mpsc::Receiver<Routed>,
         shutdown: CancellationToken,
         lost: CancellationToken,
     ) -> Self {
@@ -156,7 +161,15 @@ impl<F: ClientFactory> Session<F> {
         }
     }
 
-    async fn apply(&mut self, command: SessionCommand) {
+    /// Applies a command, then acknowledges it: one that was in the mailbox when the host died
+    /// comes back to the next owner.
+    async fn apply(&mut self, routed: Routed) {
+        let (command, done) = routed.into_parts();
+        self.apply_command(command).await;
+        done.send().await;
+    }
+
+    async fn apply_command(&mut self, command: SessionCommand) {
         match command {
             SessionCommand::Connect { request, login, history_days, .. } => {
                 self.connect(request, login, history_days).await;
@@ -213,19 +226,9 @@ impl<F: ClientFactory> Session<F> {
         } else {
             (instance.connection.number_jid.clone(), instance.profile.clone())
         };
-        let proxy = match &instance.proxy {
-            Some(proxy) => {
-                let password = proxy.password.as_ref().map(|p| self.ctx.keys.open(Purpose::ProxyPassword, p));
-                match password.transpose() {
-                    Ok(password) => Some((proxy.clone(), password)),
-                    Err(error) => {
-                        tracing::error!(%error, "proxy password unreadable");
-                        self.fail_waiting("proxy password unreadable").await;
-                        return;
-                    }
-                }
-            }
-            None => None,
+        let Ok(proxy) = self.open_proxy(&instance) else {
+            self.fail_waiting("proxy password unreadable").await;
+            return;
         };
         let (store, login) = match begin {
             Begin::Pair(login) => (None, Some(login)),
@@ -408,42 +411,6 @@ impl<F: ClientFactory> Session<F> {
         self.transition(state, change).await;
     }
 
-    async fn logout(&mut self) {
-        let reason = ryze_core::service::logout::REQUESTED_THROUGH_API;
-        if self.record_logout(reason).await {
-            self.release_client(true, "logged out").await;
-        }
-    }
-
-    /// The logout rules of core (state, wipe, one event), fenced by this session's lease;
-    /// `false` when the lease was lost, and then the client is already stopped.
-    async fn record_logout(&mut self, reason: &str) -> bool {
-        if !self.holds_lease {
-            return false;
-        }
-        let recorded = ryze_core::service::logout::record_logout(
-            &self.ctx.ports,
-            &self.instance,
-            reason,
-            Some(&self.lease),
-            Utc::now(),
-        )
-        .await;
-        match recorded {
-            Ok(_) | Err(ryze_core::Error::InstanceNotFound) => {}
-            Err(ryze_core::Error::LeaseLost) => {
-                self.on_lease_lost().await;
-                return false;
-            }
-            Err(error) => tracing::error!(%error, "logout not fully recorded"),
-        }
-        self.store = StoreClaim::Lost;
-        self.number_jid = None;
-        self.profile = Profile::default();
-        self.ctx.states.record(&self.instance, InstanceState::LoggedOut);
-        true
-    }
-
     async fn delete(&mut self) {
         self.wipe_store().await;
         self.release_client(true, "instance deleted").await;
@@ -464,6 +431,19 @@ impl<F: ClientFactory> Session<F> {
             }
         }
         self.fail_waiting(reason).await;
+    }
+
+    /// The instance's proxy with its password opened; `Err` (logged) when it cannot be opened.
+    fn open_proxy(&self, instance: &ryze_core::domain::Instance) -> Result<Option<OpenProxy>, ()> {
+        let Some(proxy) = &instance.proxy else { return Ok(None) };
+        let password = proxy.password.as_ref().map(|p| self.ctx.keys.open(Purpose::ProxyPassword, p));
+        match password.transpose() {
+            Ok(password) => Ok(Some((proxy.clone(), password))),
+            Err(error) => {
+                tracing::error!(%error, "proxy password unreadable");
+                Err(())
+            }
+        }
     }
 
     async fn load_instance(&self) -> Option<Arc<ryze_core::domain::Instance>> {

@@ -34,12 +34,23 @@ pub struct CallLog {
     changed: tokio::sync::Notify,
     /// Snapshots taken so far, so that each store the client hands out differs.
     snapshots: std::sync::atomic::AtomicUsize,
+    /// While set, a presence call is logged and then waits: a session stuck in a command.
+    held: tokio::sync::watch::Sender<bool>,
 }
 
 impl CallLog {
     fn push(&self, call: Call) {
         self.calls.lock().unwrap().push(call);
         self.changed.notify_waiters();
+    }
+
+    /// Presence calls from now on wait, once logged, until [`CallLog::release`].
+    pub fn hold(&self) {
+        self.held.send_replace(true);
+    }
+
+    pub fn release(&self) {
+        self.held.send_replace(false);
     }
 
     pub fn snapshot(&self) -> Vec<Call> {
@@ -112,6 +123,7 @@ impl SessionClient for ScriptedClient {
     }
     async fn set_presence(&self, available: bool) -> Result<(), HostError> {
         self.log(Call::Presence(available));
+        let _ = self.calls.held.subscribe().wait_for(|held| !*held).await;
         Ok(())
     }
     async fn reject_call(&self, call: &CallOffer) -> Result<(), HostError> {

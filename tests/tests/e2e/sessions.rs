@@ -14,12 +14,12 @@ use ryze_tests::{TestAccount, TestApp};
 use crate::BACKEND;
 use serde_json::{Value, json};
 
-const PHONE: &str = "5511999999999";
-const DEADLINE: Duration = Duration::from_secs(30);
+pub(crate) const PHONE: &str = "5511999999999";
+pub(crate) const DEADLINE: Duration = Duration::from_secs(30);
 
-fn defaults(_: &mut HostConfig) {}
+pub(crate) fn defaults(_: &mut HostConfig) {}
 
-async fn account(app: &TestApp) -> TestAccount {
+pub(crate) async fn account(app: &TestApp) -> TestAccount {
     app.account_with(AccountLimits {
         instance_quota: 100,
         requests_per_minute: 100_000,
@@ -30,7 +30,7 @@ async fn account(app: &TestApp) -> TestAccount {
 
 /// Polls `list` until the instance's state is `state`, as the contract tells clients to watch an
 /// instance; returns the item.
-async fn wait_for_state(app: &TestApp, token: &str, name: &str, state: &str) -> Value {
+pub(crate) async fn wait_for_state(app: &TestApp, token: &str, name: &str, state: &str) -> Value {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
         let list = app.get(&format!("/api/instance/list?instanceName={name}"), token).await;
@@ -50,7 +50,7 @@ async fn wait_for_state(app: &TestApp, token: &str, name: &str, state: &str) -> 
 /// The `instance.state` events from the next one up to the first `last`, as their `data.state`,
 /// without repeated QR rotations. A state is recorded before its event is published, so a test
 /// that saw a state through `list` awaits its event here.
-async fn states_until(app: &TestApp, last: &str) -> Vec<String> {
+pub(crate) async fn states_until(app: &TestApp, last: &str) -> Vec<String> {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     let mut states: Vec<String> = Vec::new();
     while states.last().map(String::as_str) != Some(last) {
@@ -84,7 +84,7 @@ async fn wait_for_presence(fake: &FakeWhatsApp, app: &TestApp, token: &str, name
 }
 
 /// Creates `name`, connects it by QR, and plays the phone scanning it; returns the QR string.
-async fn link_by_qr(
+pub(crate) async fn link_by_qr(
     system: &TestSystem,
     fake: &FakeWhatsApp,
     token: &str,
@@ -448,8 +448,15 @@ async fn an_unscanned_qr_ends_disconnected_and_a_new_connect_starts_over() {
     let first = app.get("/api/instance/connect/ignored", &account.token).await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.text);
     wait_for_state(app, &account.token, "ignored", "disconnected").await;
-    let events = app.ports.events.receive(1000, Duration::from_millis(50)).await.expect("events");
-    let last = &events.last().expect("events").message.data;
+    // The state is recorded before its event is published: the event may come a moment later.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let mut events = Vec::new();
+    while !events.last().is_some_and(|last: &Value| last["state"] == "disconnected") {
+        assert!(tokio::time::Instant::now() < deadline, "no disconnected event last: {events:?}");
+        let batch = app.ports.events.receive(1000, Duration::from_millis(200)).await.expect("events");
+        events.extend(batch.into_iter().map(|delivery| delivery.message.data));
+    }
+    let last = events.last().expect("events");
     assert_eq!(
         (&last["state"], &last["reason"]),
         (&json!("disconnected"), &json!("QR code not scanned in time"))

@@ -193,4 +193,9 @@ where
         let (queue, receipt) = self.queue_of(receipt)?;
         queue.release_after(&receipt, after).await
     }
+
+    async fn keep_hidden(&self, receipt: &Receipt, hidden_for: Duration) -> Result<()> {
+        let (queue, receipt) = self.queue_of(receipt)?;
+        queue.keep_hidden(&receipt, hidden_for).await
+    }
 }

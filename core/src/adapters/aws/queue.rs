@@ -67,6 +67,18 @@ impl<M> SqsQueue<M> {
         Self { client, url: url.into(), group: Some(group), visibility: None, _messages: PhantomData }
     }
 
+    async fn hide_for(&self, receipt: &Receipt, hidden_for: Duration) -> Result<()> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&*self.url)
+            .receipt_handle(&receipt.0)
+            .visibility_timeout(hidden_for.as_secs_f64().ceil().min(MAX_VISIBILITY_SECS) as i32)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(())
+    }
+
     /// Receives hide messages for `visibility` rather than the queue's own timeout.
     pub fn with_receive_visibility(mut self, visibility: Duration) -> Self {
         self.visibility = Some(visibility);
@@ -174,15 +186,12 @@ where
     }
 
     async fn release_after(&self, receipt: &Receipt, after: Duration) -> Result<()> {
-        self.client
-            .change_message_visibility()
-            .queue_url(&*self.url)
-            .receipt_handle(&receipt.0)
-            .visibility_timeout(after.as_secs_f64().ceil().min(MAX_VISIBILITY_SECS) as i32)
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        Ok(())
+        self.hide_for(receipt, after).await
+    }
+
+    /// On SQS one call, the visibility counted from now; the receipt stays good either way.
+    async fn keep_hidden(&self, receipt: &Receipt, hidden_for: Duration) -> Result<()> {
+        self.hide_for(receipt, hidden_for).await
     }
 }
 

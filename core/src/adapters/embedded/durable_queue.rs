@@ -296,6 +296,23 @@ where
         self.arrived.notify_waiters();
         Ok(())
     }
+
+    async fn keep_hidden(&self, receipt: &Receipt, hidden_for: Duration) -> Result<()> {
+        let receipt = receipt.0.clone();
+        let visible_at = now_millis() + hidden_for.as_millis() as i64;
+        let kept = self
+            .db
+            .thread
+            .call(move |c| {
+                c.prepare_cached("UPDATE messages SET visible_at = ?3 WHERE id = ?1 AND receipt = ?2")?
+                    .execute(params![message_id(&receipt), receipt, visible_at])
+            })
+            .await?;
+        if kept == 0 {
+            return Err(Error::storage("message no longer held under this receipt"));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -357,6 +374,32 @@ mod tests {
         }
         let next = queue.receive(3, Duration::ZERO).await.unwrap();
         assert_eq!(messages(&next), vec![10, 11, 12]);
+    }
+
+    #[tokio::test]
+    async fn a_message_kept_hidden_stays_so_for_that_long_from_now_under_the_same_receipt() {
+        let (_dir, db) = db();
+        let queue = db.queue::<u32>("q");
+        queue.send(&1).await.unwrap();
+        queue.send(&2).await.unwrap();
+        let first = queue.receive(10, Duration::ZERO).await.unwrap();
+        assert_eq!(messages(&first), vec![1, 2]);
+
+        // Kept hidden: the receipt still acknowledges it, and it never comes back.
+        queue.keep_hidden(&first[0].receipt, Duration::from_secs(60)).await.unwrap();
+        queue.ack(&first[0].receipt).await.unwrap();
+
+        // Kept hidden for less than the receive's own visibility: back once that much passed.
+        queue.keep_hidden(&first[1].receipt, Duration::from_millis(100)).await.unwrap();
+        assert!(queue.receive(10, Duration::ZERO).await.unwrap().is_empty());
+        let again = queue.receive(10, Duration::from_secs(2)).await.unwrap();
+        assert_eq!((messages(&again), again[0].receives), (vec![2], 2));
+        assert!(
+            queue.keep_hidden(&first[1].receipt, Duration::from_secs(60)).await.is_err(),
+            "a stale receipt"
+        );
+        queue.ack(&again[0].receipt).await.unwrap();
+        assert!(queue.receive(10, Duration::from_millis(200)).await.unwrap().is_empty());
     }
 
     #[tokio::test]

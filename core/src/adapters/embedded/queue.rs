@@ -90,6 +90,11 @@ impl<M: Clone + Send + Sync + 'static> Queue<M> for InProcessQueue<M> {
     async fn release_after(&self, _receipt: &Receipt, _after: Duration) -> Result<()> {
         Ok(())
     }
+
+    /// A received message is off this queue already: nothing hands it out again.
+    async fn keep_hidden(&self, _receipt: &Receipt, _hidden_for: Duration) -> Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
