@@ -120,6 +120,19 @@ pub trait Leases: Send + Sync {
         held: &Lease,
     ) -> Result<Arc<Instance>>;
 
+    /// [`Self::update_instance_fenced`] from `known`, the instance as this holder last read or
+    /// wrote it: a store that conditions the write on the revision (DynamoDB) writes at once while
+    /// nobody else wrote meanwhile, and reads again only when somebody did.
+    async fn update_instance_fenced_from(
+        &self,
+        known: &Instance,
+        change: InstanceChange,
+        at: DateTime<Utc>,
+        held: &Lease,
+    ) -> Result<Arc<Instance>> {
+        self.update_instance_fenced(&known.id, change, at, held).await
+    }
+
     /// Forgets a deleted instance's lease. Forgetting what is not there succeeds.
     async fn forget(&self, instance: &InstanceId) -> Result<()>;
 }

@@ -8,7 +8,8 @@ use chrono::{TimeZone, Utc};
 use ryze_core::Error;
 use ryze_core::domain::{
     Account, AccountId, AccountLimits, ConnectOutcome, ConnectRequest, ConnectRequestId, Connection, HostId,
-    Instance, InstanceChange, InstanceId, InstanceName, InstanceState, Lease, Profile, Settings,
+    Instance, InstanceChange, InstanceId, InstanceName, InstanceState, Lease, PresenceStatus, Profile,
+    Settings,
 };
 use ryze_core::ports::{
     BlobKey, BlobStore, Delivery, InstanceRegistry, Leases, Queue, SendOptions, TokenOwner,
@@ -378,7 +379,38 @@ pub async fn leases_contract(registry: Arc<dyn InstanceRegistry>, leases: Arc<dy
         InstanceState::Connecting
     );
     assert!(!leases.release(&sales.id, &mine).await.unwrap(), "a lost lease cannot be released");
-    leases.update_instance_fenced(&sales.id, open, at, &theirs).await.unwrap();
+    let opened = leases.update_instance_fenced(&sales.id, open, at, &theirs).await.unwrap();
+
+    // A write from the instance as last known: applied to it while nobody else wrote, and to what
+    // is stored once somebody did (nothing of theirs lost); refused to a holder no more.
+    let presence = |presence_status| InstanceChange::Session {
+        connection: Connection { presence_status, ..opened.connection.clone() },
+        profile: Profile::default(),
+    };
+    let known = leases
+        .update_instance_fenced_from(&opened, presence(PresenceStatus::Available), at, &theirs)
+        .await
+        .unwrap();
+    assert_eq!(
+        (known.revision, known.connection.presence_status),
+        (opened.revision + 1, PresenceStatus::Available)
+    );
+    let settings = Settings { auto_reject_calls: true, ..Settings::default() };
+    registry.update_instance(&sales.id, InstanceChange::Settings(settings.clone()), at).await.unwrap();
+    let merged = leases
+        .update_instance_fenced_from(&known, presence(PresenceStatus::Unavailable), at, &theirs)
+        .await
+        .unwrap();
+    assert_eq!(merged.revision, known.revision + 2);
+    assert_eq!(
+        (&merged.settings, merged.connection.presence_status),
+        (&settings, PresenceStatus::Unavailable)
+    );
+    assert_eq!(registry.instance(&sales.id).await.unwrap().as_deref(), Some(&*merged));
+    assert!(matches!(
+        leases.update_instance_fenced_from(&merged, presence(PresenceStatus::Available), at, &mine).await,
+        Err(Error::LeaseLost)
+    ));
 
     // Which instances a host holds (an index, so it may trail the take by a moment).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);

@@ -90,6 +90,9 @@ pub(crate) struct Session<F: ClientFactory> {
     profile: Profile,
     /// What this session knows of its stored credential store; every save is conditioned on it.
     store: StoreClaim,
+    /// The instance as this session last read or wrote it: its state writes start from it, and
+    /// read the record again only when somebody else wrote it meanwhile.
+    known: Option<Arc<ryze_core::domain::Instance>>,
 }
 
 impl<F: ClientFactory> Session<F> {
@@ -118,6 +121,7 @@ impl<F: ClientFactory> Session<F> {
             number_jid: None,
             profile: Profile::default(),
             store: StoreClaim::Absent,
+            known: None,
         }
     }
 
@@ -446,9 +450,12 @@ impl<F: ClientFactory> Session<F> {
         }
     }
 
-    async fn load_instance(&self) -> Option<Arc<ryze_core::domain::Instance>> {
+    async fn load_instance(&mut self) -> Option<Arc<ryze_core::domain::Instance>> {
         match self.ctx.ports.registry.instance(&self.instance).await {
-            Ok(instance) => instance,
+            Ok(instance) => {
+                self.known.clone_from(&instance);
+                instance
+            }
             Err(error) => {
                 tracing::error!(%error, "instance unreadable");
                 None
@@ -489,14 +496,14 @@ impl<F: ClientFactory> Session<F> {
             display_status: None,
         };
         let change = InstanceChange::Session { connection, profile: self.profile.clone() };
-        match self
-            .ctx
-            .ports
-            .leases
-            .update_instance_fenced(&self.instance, change, Utc::now(), &self.lease)
-            .await
-        {
-            Ok(_) => {
+        let leases = &self.ctx.ports.leases;
+        let written = match &self.known {
+            Some(known) => leases.update_instance_fenced_from(known, change, Utc::now(), &self.lease).await,
+            None => leases.update_instance_fenced(&self.instance, change, Utc::now(), &self.lease).await,
+        };
+        match written {
+            Ok(instance) => {
+                self.known = Some(instance);
                 self.ctx.states.record(&self.instance, state);
                 true
             }

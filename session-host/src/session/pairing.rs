@@ -31,12 +31,13 @@ impl<F: ClientFactory> Session<F> {
             }
             return;
         }
+        let resume_due = self.phase.link().is_none() && self.resume_pending().await;
         match self.phase.link() {
             Some(Link::Connected { .. }) => self.answer(&request, failed("already connected")).await,
             Some(Link::LoggingIn { .. } | Link::Reconnecting { .. }) => {
                 self.answer(&request, failed("session is logging in with saved credentials")).await;
             }
-            None if self.resume_pending().await => {
+            None if resume_due => {
                 // Its last host went down while it was linked, and a takeover is due to log it in
                 // from the saved store: a connect meanwhile must not trade that link for a QR.
                 self.answer(&request, failed("session is logging in with saved credentials")).await;
@@ -60,7 +61,7 @@ impl<F: ClientFactory> Session<F> {
     /// Whether the instance reads `connecting` with a saved store and no session: a linked one
     /// whose host stopped or died before it was resumed. (A pairing cut short leaves no store: it
     /// is wiped when the pairing starts.)
-    async fn resume_pending(&self) -> bool {
+    async fn resume_pending(&mut self) -> bool {
         let Some(instance) = self.load_instance().await else { return false };
         instance.connection.state == InstanceState::Connecting
             && matches!(self.ctx.ports.blobs.exists(&self.store_key()).await, Ok(true))

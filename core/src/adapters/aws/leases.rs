@@ -201,6 +201,22 @@ impl Leases for DynamoRegistry {
         self.write_instance(id, change, at, Some(held.fence)).await
     }
 
+    async fn update_instance_fenced_from(
+        &self,
+        known: &Instance,
+        change: InstanceChange,
+        at: DateTime<Utc>,
+        held: &Lease,
+    ) -> Result<Arc<Instance>> {
+        let mut instance = known.clone();
+        instance.apply(change.clone(), at);
+        if self.put_instance_fenced(&instance, known.revision, held.fence).await? {
+            return Ok(Arc::new(instance));
+        }
+        // Written by somebody else since (or gone): read it and apply the change to that.
+        self.write_instance(&known.id, change, at, Some(held.fence)).await
+    }
+
     async fn forget(&self, instance: &InstanceId) -> Result<()> {
         self.client
             .delete_item()

@@ -174,7 +174,12 @@ impl DynamoRegistry {
 
     /// The put and a check of the lease's fence in one transaction: `Error::LeaseLost` when the
     /// fence moved on, `false` when only the revision did.
-    async fn put_instance_fenced(&self, instance: &Instance, read_revision: u64, fence: u64) -> Result<bool> {
+    pub(super) async fn put_instance_fenced(
+        &self,
+        instance: &Instance,
+        read_revision: u64,
+        fence: u64,
+    ) -> Result<bool> {
         let fenced = ConditionCheck::builder()
             .table_name(&*self.table)
             .set_key(Some(items::lease_key(&instance.id)))
