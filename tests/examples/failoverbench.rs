@@ -606,8 +606,11 @@ async fn main() -> Result<(), BoxError> {
     let overlapping_before = bench.fake.total_overlapping_logins();
     let replaced_before = bench.fake.total_replaced_conflicts();
     let mut pids: Vec<(String, u32)> = vec![("bench (API, fake WhatsApp)".into(), std::process::id())];
-    if let Some(pid) = std::env::var("MOTO_PID").ok().and_then(|p| p.parse().ok()) {
-        pids.push(("moto".into(), pid));
+    // One emulator, or one per service (`scripts/bench-failover`).
+    for (variable, name) in [("MOTO_PID", "moto"), ("MOTO_S3_PID", "moto S3"), ("MOTO_SQS_PID", "moto SQS")] {
+        if let Some(pid) = std::env::var(variable).ok().and_then(|p| p.parse().ok()) {
+            pids.push((name.into(), pid));
+        }
     }
     for host in hosts.iter().filter(|h| h.id != victim) {
         if let Some(child) = &host.child {

@@ -17,14 +17,18 @@ pub fn endpoint() -> String {
     })
 }
 
-/// An SDK configuration for the emulator: a fixed region and dummy credentials.
+/// An SDK configuration for the emulator: a fixed region and dummy credentials. Everything goes to
+/// [`endpoint`], unless `AWS_ENDPOINT_URL` is set: then the SDK's own variables decide, so that a
+/// bench running one emulator per service (`AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL_SQS`) has its
+/// own calls go where its hosts' go.
 pub async fn sdk_config() -> aws_config::SdkConfig {
-    aws::sdk_defaults()
-        .endpoint_url(endpoint())
+    let mut loader = aws::sdk_defaults()
         .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
-        .load()
-        .await
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"));
+    if std::env::var_os("AWS_ENDPOINT_URL").is_none() {
+        loader = loader.endpoint_url(endpoint());
+    }
+    loader.load().await
 }
 
 /// A deployment of its own: fresh resources nobody else uses.
