@@ -84,6 +84,20 @@ pub fn aws_process_env(
 
 /// A number from the environment, or `default` when unset or blank (the benches' and chaos run's
 /// timing variables).
+/// `target/<profile>/examples/<name>`, an example of this crate beside the running test binary:
+/// `cargo test` and `cargo nextest run` build examples when no target filter is given.
+pub fn example_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe.parent().and_then(std::path::Path::parent).expect("target/<profile>/deps/<test>");
+    let binary = profile_dir.join("examples").join(name);
+    assert!(
+        binary.exists(),
+        "{} missing: run the whole test build, or `cargo build -p ryze-tests --example {name}`",
+        binary.display()
+    );
+    binary
+}
+
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
     match std::env::var(name) {
         Ok(value) if !value.trim().is_empty() => {

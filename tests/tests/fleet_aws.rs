@@ -3,7 +3,7 @@
 //! `kill -9` and stopped with SIGTERM, the API in the test's process. Leases and heartbeats are
 //! shortened (1 s beats, a 3 s lease); the rules are the same at 5 s / 15 s.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,15 +93,7 @@ impl Drop for HostProcess {
 /// `target/<profile>/examples/ryze-fleethost`: `cargo test` and `cargo nextest run` build it
 /// when no target filter is given (examples are built to check that they compile).
 fn fleethost() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
-    let host = profile_dir.join("examples").join("ryze-fleethost");
-    assert!(
-        host.exists(),
-        "{} missing: run the whole test build, or `cargo build -p ryze-tests --example ryze-fleethost`",
-        host.display()
-    );
-    host
+    ryze_tests::example_binary("ryze-fleethost")
 }
 
 struct Fleet {

@@ -3,7 +3,7 @@
 //! the store saved on disk, with no QR and never two clients. The in-process restart of
 //! `sessions.rs` stops gracefully; this one gives the process no chance to save or write anything.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -21,15 +21,7 @@ const DEADLINE: Duration = Duration::from_secs(30);
 
 /// `target/<profile>/examples/ryze-localserve`, which the whole test build builds.
 fn localserve() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
-    let binary = profile_dir.join("examples").join("ryze-localserve");
-    assert!(
-        binary.exists(),
-        "{} missing: run the whole test build, or `cargo build -p ryze-tests --example ryze-localserve`",
-        binary.display()
-    );
-    binary
+    ryze_tests::example_binary("ryze-localserve")
 }
 
 /// One data directory, and the `ryze serve` processes started on it one after another.
