@@ -102,6 +102,18 @@ pub trait Leases: Send + Sync {
     /// next fence, or `None` (nothing written) when somebody changed it since.
     async fn take(&self, instance: &InstanceId, holder: &Holder, expected: &Lease) -> Result<Option<Lease>>;
 
+    /// [`Self::take`] for each of `orphans` (an instance and its lease as read), as a takeover does:
+    /// one outcome per orphan, in order. A store with batched conditional writes (DynamoDB's
+    /// transactions) takes a batch in one call, where a thousand single takes would queue behind
+    /// each other and crowd out the heartbeats.
+    async fn take_all(&self, orphans: &[(InstanceId, Lease)], holder: &Holder) -> Vec<Result<Option<Lease>>> {
+        let mut taken = Vec::with_capacity(orphans.len());
+        for (instance, expected) in orphans {
+            taken.push(self.take(instance, holder, expected).await);
+        }
+        taken
+    }
+
     /// Lets the lease go if its fence is still `held`'s: nobody holds it, under the next fence.
     /// `false` (nothing written) when it had moved on already.
     async fn release(&self, instance: &InstanceId, held: &Lease) -> Result<bool>;

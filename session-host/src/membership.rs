@@ -150,9 +150,9 @@ impl Membership {
         (me.epoch > 1).then(|| Holder { host: me.host, epoch: me.epoch - 1 })
     }
 
-    /// Takes one orphaned lease for this host; `None` when another host was quicker.
-    pub(crate) async fn adopt(&self, instance: &InstanceId, orphaned: &Lease) -> Result<Option<Lease>> {
-        self.leases.take(instance, &self.holder(), orphaned).await
+    /// Takes orphaned leases for this host, one outcome each; `None` where another host was quicker.
+    pub(crate) async fn adopt(&self, orphans: &[(InstanceId, Lease)]) -> Vec<Result<Option<Lease>>> {
+        self.leases.take_all(orphans, &self.holder()).await
     }
 
     /// Forgets a dead host once nothing is left under its name.

@@ -333,6 +333,28 @@ async fn a_host_whose_lease_was_taken_stops_its_client_and_writes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_an_instance_no_session_runs_forgets_its_lease() {
+    let deployment = Deployment::new();
+    let instance = deployment.instance("sales").await;
+    // Held once and let go, as a logged-out instance's lease is.
+    let earlier = Holder { host: HostId::new("z").unwrap(), epoch: 1 };
+    let held = deployment.ports.leases.take(&instance, &earlier, &Lease::NEVER_TAKEN).await.unwrap().unwrap();
+    assert!(deployment.ports.leases.release(&instance, &held).await.unwrap());
+    let b = deployment.host("b", 100);
+
+    // As the API's delete does: the command, then the record.
+    routing::send_command(&deployment.ports, &SessionCommand::Delete { instance: instance.clone() })
+        .await
+        .unwrap();
+    deployment.ports.registry.delete_instance(&instance).await.unwrap();
+    eventually("the lease forgotten", || async {
+        (deployment.lease(&instance).await == Lease::NEVER_TAKEN).then_some(())
+    })
+    .await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_host_leaves_connects_to_a_host_with_room() {
     let deployment = Deployment::new();
     let (first, second) = (deployment.instance("first").await, deployment.instance("second").await);
@@ -423,8 +445,8 @@ async fn settled(a: &Host, b: &Host) -> (usize, usize, usize, usize) {
 }
 
 /// Leases with faults: beats that fail once `failing_beats` is set (the host cut off from the
-/// store), and takes that wait `take_delay` first (DynamoDB under load: a takeover then holds the
-/// fleet's loop up for longer than a lease period).
+/// store), and calls of takes that wait `take_delay` first (DynamoDB under load: a takeover then
+/// holds the fleet's loop up for longer than a lease period).
 struct FaultyLeases {
     inner: Arc<dyn Leases>,
     failing_beats: Arc<std::sync::atomic::AtomicBool>,
@@ -473,6 +495,14 @@ impl Leases for FaultyLeases {
     ) -> ryze_core::Result<Option<Lease>> {
         tokio::time::sleep(self.take_delay).await;
         self.inner.take(instance, holder, expected).await
+    }
+    async fn take_all(
+        &self,
+        orphans: &[(InstanceId, Lease)],
+        holder: &Holder,
+    ) -> Vec<ryze_core::Result<Option<Lease>>> {
+        tokio::time::sleep(self.take_delay).await;
+        self.inner.take_all(orphans, holder).await
     }
     async fn release(&self, instance: &InstanceId, held: &Lease) -> ryze_core::Result<bool> {
         self.inner.release(instance, held).await
@@ -524,8 +554,8 @@ async fn a_takeover_longer_than_the_lease_holds_no_heartbeat_up() {
         let lease = deployment.lease(&instance).await;
         deployment.ports.leases.take(&instance, &dead.holder(), &lease).await.unwrap().unwrap();
     }
-    // 300 ms a take, 16 at a time: each survivor's share takes 600 ms, twice the lease period.
-    FaultyLeases::wrap(&mut deployment, Duration::from_millis(300));
+    // 700 ms a call of takes: each survivor's share (one call) takes over twice the lease period.
+    FaultyLeases::wrap(&mut deployment, Duration::from_millis(700));
     let (b, c) = (deployment.host("b", 100), deployment.host("c", 100));
     let started = eventually("both hosts up", || async {
         let hosts = deployment.ports.leases.hosts().await.unwrap();

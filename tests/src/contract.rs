@@ -431,6 +431,31 @@ pub async fn leases_contract(registry: Arc<dyn InstanceRegistry>, leases: Arc<dy
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // A takeover's many takes at once, more than one transaction's worth: each on the fence it was
+    // read at. Two that another host took since are not taken, and hold none of the others back.
+    let orphans: Vec<(InstanceId, Lease)> =
+        (0..105).map(|_| (InstanceId::generate(), Lease::NEVER_TAKEN)).collect();
+    let raced = [3, 101];
+    for n in raced {
+        let (instance, read) = &orphans[n];
+        leases.take(instance, &other.holder(), read).await.unwrap().unwrap();
+    }
+    let taken = leases.take_all(&orphans, &restarted.holder()).await;
+    assert_eq!(taken.len(), orphans.len());
+    for (n, ((instance, _), taken)) in orphans.iter().zip(taken).enumerate() {
+        let taken = taken.unwrap();
+        let stored = leases.lease(instance).await.unwrap();
+        if raced.contains(&n) {
+            assert_eq!(taken, None, "orphan {n} was taken by another host since");
+            assert!(stored.is_held_by(&other.holder()));
+        } else {
+            let expected = Lease { holder: Some(restarted.holder()), fence: 1 };
+            assert_eq!(taken.as_ref(), Some(&expected), "orphan {n}");
+            assert_eq!(stored, expected);
+        }
+        leases.forget(instance).await.unwrap();
+    }
+
     // A drained host's record goes, but its epoch is kept for its next start.
     leases.remove_host(&restarted.holder()).await.unwrap();
     assert!(leases.hosts().await.unwrap().iter().all(|h| h.id != host_id));

@@ -39,6 +39,7 @@ use crate::session::{Finished, MAILBOX, Session, Start};
 mod consolidation;
 mod drain;
 mod heartbeat;
+mod takeover;
 
 /// What every session of a host shares.
 pub struct HostContext<F> {
@@ -55,8 +56,6 @@ pub struct HostContext<F> {
 
 /// How long one receive waits on the command queue (a long poll on SQS).
 const RECEIVE_WAIT: Duration = Duration::from_secs(20);
-/// Lease takes a takeover runs at once.
-const TAKE_BATCH: usize = 16;
 /// Every how many beats a host looks at all its leases even without a gap (a minute at 5 s).
 const LEASE_CHECK_BEATS: u64 = 12;
 /// How long the sessions get to save their stores and stop when the host stops.
@@ -316,128 +315,6 @@ impl<F: ClientFactory> SessionHost<F> {
         }
     }
 
-    /// Takes over the leases `gone` left, as many as this host's share of the room allows, and
-    /// resumes each session; with `record` (another host, dead) re-routes what waited in its
-    /// channel and removes it once nothing is left under its name. `dead` are the hosts judged
-    /// dead on this beat: they share in nothing.
-    async fn take_over(
-        &mut self,
-        running: &mut Running,
-        gone: &Holder,
-        record: Option<&HostRecord>,
-        dead: &[Holder],
-        stop: &CancellationToken,
-    ) {
-        // Pass after pass until nothing is left or a pass takes nothing: hosts racing for one dead
-        // host's leases each take a share per pass, and what a race left them goes in the next
-        // pass rather than on the next beat.
-        loop {
-            let orphans = match running.membership.orphans_of(gone).await {
-                Ok(orphans) => orphans,
-                Err(error) => return tracing::error!(%error, "orphaned leases unreadable"),
-            };
-            if orphans.is_empty() || self.take_share(running, gone, &orphans, dead, stop).await == 0 {
-                break;
-            }
-        }
-        let Some(record) = record else { return };
-        // What waited in the dead host's channel (its unapplied commands are visible again by now:
-        // `LeaseTiming::command_visibility`) moves to this host's own channel, durably and in
-        // order, before that channel is closed; from there it is routed as any command.
-        if let Ok(channel) = self.ctx.ports.channels.channel(&record.channel) {
-            while let Ok(batch) = channel.receive(10, Duration::ZERO).await {
-                if batch.is_empty() {
-                    break;
-                }
-                for delivery in batch {
-                    match running.channel.send(&delivery.message).await {
-                        Ok(()) => {
-                            self.unfinished
-                                .received(delivery.message, channel.clone(), delivery.receipt)
-                                .done()
-                                .await
-                        }
-                        Err(error) => {
-                            tracing::warn!(%error, "dead host's command not moved; it comes back there")
-                        }
-                    }
-                }
-            }
-        }
-        match running.membership.orphans_of(gone).await {
-            Ok(left) if left.is_empty() => {
-                if let Err(error) = self.ctx.ports.channels.close(&record.channel).await {
-                    tracing::warn!(%error, "dead host's channel not removed");
-                }
-                if let Err(error) = running.membership.bury(record).await {
-                    tracing::warn!(%error, "dead host not removed");
-                }
-            }
-            // The rest is for hosts with more room, or for this one's next beat.
-            _ => {}
-        }
-    }
-
-    /// One pass of a takeover: takes this host's share of `orphans`, as its room allows, and
-    /// resumes each; returns how many it took.
-    async fn take_share(
-        &mut self,
-        running: &Running,
-        gone: &Holder,
-        orphans: &[(InstanceId, Lease)],
-        dead: &[Holder],
-        stop: &CancellationToken,
-    ) -> usize {
-        let share = self.share_of(running, orphans.len(), dead);
-        // Adopters start at different places in the list, so that they seldom race for one
-        // lease, and take in parallel batches: one after another, a thousand conditional
-        // writes would hold the takeover up for seconds.
-        let mut candidates: Vec<_> =
-            orphans.iter().filter(|(instance, _)| !self.sessions.contains_key(instance)).collect();
-        if !candidates.is_empty() {
-            let offset = start_offset(running.membership.holder().host.as_str(), candidates.len());
-            candidates.rotate_left(offset);
-        }
-        let mut taken = 0;
-        for batch in candidates.chunks(TAKE_BATCH) {
-            let want = share
-                .saturating_sub(taken)
-                .min(self.ctx.config.max_sessions.saturating_sub(self.sessions.len()));
-            if want == 0 {
-                break;
-            }
-            let batch = &batch[..batch.len().min(want)];
-            let takes = batch.iter().map(|(instance, orphaned)| running.membership.adopt(instance, orphaned));
-            for ((instance, _), took) in batch.iter().zip(futures::future::join_all(takes).await) {
-                match took {
-                    Ok(Some(lease)) => {
-                        self.spawn(instance.clone(), lease, Start::Resume, stop);
-                        taken += 1;
-                    }
-                    Ok(None) => {}
-                    Err(error) => tracing::warn!(%error, %instance, "lease not taken over"),
-                }
-            }
-        }
-        if taken > 0 {
-            tracing::info!(taken, of = orphans.len(), from = %gone.host, "sessions taken over");
-        }
-        taken
-    }
-
-    /// How many of `orphans` this host takes in one pass: an even share among the live hosts with
-    /// room, so that a dead host's sessions spread over the fleet instead of filling the first
-    /// host that noticed. What the others do not take is left for the next beat.
-    fn share_of(&self, running: &Running, orphans: usize, dead: &[Holder]) -> usize {
-        let (hosts, _) = running.membership.last_look();
-        let me = running.membership.holder();
-        let others = hosts
-            .iter()
-            .filter(|h| h.holder() != me && !dead.contains(&h.holder()) && h.has_room() && h.beat > 0)
-            .count();
-        orphans.div_ceil(others + 1).max(1)
-    }
-
     async fn handle(
         &mut self,
         running: &Running,
@@ -513,7 +390,17 @@ impl<F: ClientFactory> SessionHost<F> {
                         Err(error) => tracing::warn!(%error, %instance, "command not passed on to its owner"),
                     }
                 }
-                Ok(_) => routed.done().await,
+                Ok(_) => {
+                    // Nobody runs it, so nobody else forgets a deleted instance's lease (a running
+                    // session forgets its own). A takeover racing this cannot resume it: its take,
+                    // or else its first fenced write, finds no lease.
+                    if let SessionCommand::Delete { .. } = command
+                        && let Err(error) = self.ctx.ports.leases.forget(&instance).await
+                    {
+                        return tracing::warn!(%error, %instance, "deleted instance's lease kept; left for a redelivery");
+                    }
+                    routed.done().await
+                }
                 Err(error) => {
                     tracing::warn!(%error, %instance, "owner unknown; command left for a redelivery")
                 }
@@ -596,11 +483,4 @@ impl<F: ClientFactory> SessionHost<F> {
 
 async fn receive(commands: Arc<CommandQueue>) -> ryze_core::Result<Vec<Delivery<SessionCommand>>> {
     commands.receive(10, RECEIVE_WAIT).await
-}
-
-/// Where in a list of `len` orphans a host starts taking: spread by its name, stable per host.
-fn start_offset(host: &str, len: usize) -> usize {
-    let spread =
-        host.bytes().fold(0usize, |hash, byte| hash.wrapping_mul(31).wrapping_add(usize::from(byte)));
-    spread % len
 }

@@ -9,11 +9,11 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::ReturnValue;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
 use chrono::{DateTime, Utc};
 
 use super::items::{self, Item, n, s};
-use super::registry::{ATTEMPTS, DynamoRegistry, back_off, is_condition_failure};
+use super::registry::{ATTEMPTS, Cancelled, DynamoRegistry, back_off, is_condition_failure};
 use super::sdk_error;
 use crate::domain::{Holder, HostId, HostRecord, Instance, InstanceChange, InstanceId, Lease};
 use crate::ports::Leases;
@@ -33,29 +33,118 @@ fn host_record(item: &Item) -> Result<Option<HostRecord>> {
     Ok(Some(record))
 }
 
+/// The most writes one DynamoDB transaction takes.
+const TRANSACTION_ITEMS: usize = 100;
+
+/// The lease's item as `next`, indexed under its holder's host, and the condition that it is
+/// still `expected` (with the condition's value, if it has one).
+fn lease_write(
+    instance: &InstanceId,
+    expected: &Lease,
+    next: &Lease,
+) -> Result<(Item, &'static str, Option<AttributeValue>)> {
+    let mut item =
+        items::with(items::lease_key(instance), [(items::DOC, items::json(next)?), (FENCE, n(next.fence))]);
+    if let Some(holder) = &next.holder {
+        item.insert(items::GSI1_PK.into(), s(items::leases_held_by(&holder.host)));
+        item.insert(items::GSI1_SK.into(), s(instance.as_str()));
+    }
+    Ok(if expected.fence == 0 {
+        (item, "attribute_not_exists(pk)", None)
+    } else {
+        (item, "fence = :expected", Some(n(expected.fence)))
+    })
+}
+
 impl DynamoRegistry {
     /// Writes `next` if the lease's fence is still `expected`'s; `false` when it moved on.
     async fn swap_lease(&self, instance: &InstanceId, expected: &Lease, next: &Lease) -> Result<bool> {
-        let mut item = items::with(
-            items::lease_key(instance),
-            [(items::DOC, items::json(next)?), (FENCE, n(next.fence))],
-        );
-        if let Some(holder) = &next.holder {
-            item.insert(items::GSI1_PK.into(), s(items::leases_held_by(&holder.host)));
-            item.insert(items::GSI1_SK.into(), s(instance.as_str()));
-        }
-        let mut put = self.client.put_item().table_name(&*self.table).set_item(Some(item));
-        put = if expected.fence == 0 {
-            put.condition_expression("attribute_not_exists(pk)")
-        } else {
-            put.condition_expression("fence = :expected")
-                .expression_attribute_values(":expected", n(expected.fence))
+        let (item, condition, value) = lease_write(instance, expected, next)?;
+        let put = self
+            .client
+            .put_item()
+            .table_name(&*self.table)
+            .set_item(Some(item))
+            .condition_expression(condition);
+        let put = match value {
+            Some(value) => put.expression_attribute_values(":expected", value),
+            None => put,
         };
         match put.send().await {
             Ok(_) => Ok(true),
             Err(error) if is_condition_failure(&error) => Ok(false),
             Err(error) => Err(sdk_error(error)),
         }
+    }
+
+    /// Takes up to a transaction's worth of leases: all in one transaction. The ones whose fence
+    /// moved on are not taken and the others go again without them; nothing else is written
+    /// while a transaction is refused, so an outcome is certain for each. (The SDK gives every
+    /// transaction an idempotency token, so a retry after a lost answer does not take twice.)
+    async fn take_some(
+        &self,
+        orphans: &[(InstanceId, Lease)],
+        holder: &Holder,
+    ) -> Vec<Result<Option<Lease>>> {
+        let next = |expected: &Lease| Lease { holder: Some(holder.clone()), fence: expected.fence + 1 };
+        let mut outcomes: Vec<Option<Result<Option<Lease>>>> = orphans.iter().map(|_| None).collect();
+        let mut pending: Vec<usize> = (0..orphans.len()).collect();
+        // DynamoDB names every failed condition at once, so a second round seldom fails again.
+        for attempt in 0..ATTEMPTS {
+            if pending.is_empty() {
+                break;
+            }
+            let writes: Result<Vec<TransactWriteItem>> = pending
+                .iter()
+                .map(|&i| {
+                    let (instance, expected) = &orphans[i];
+                    let (item, condition, value) = lease_write(instance, expected, &next(expected))?;
+                    let put = Put::builder()
+                        .table_name(&*self.table)
+                        .set_item(Some(item))
+                        .condition_expression(condition)
+                        .set_expression_attribute_values(
+                            value.map(|value| [(":expected".to_owned(), value)].into()),
+                        )
+                        .build()
+                        .map_err(Error::storage)?;
+                    Ok(TransactWriteItem::builder().put(put).build())
+                })
+                .collect();
+            let cancelled = match writes {
+                Ok(writes) => self.transact(writes).await,
+                Err(error) => Err(error),
+            };
+            match cancelled {
+                Ok(Ok(())) => {
+                    for i in pending.drain(..) {
+                        outcomes[i] = Some(Ok(Some(next(&orphans[i].1))));
+                    }
+                }
+                Ok(Err(Cancelled::Conditions(failed))) => {
+                    let mut rest = Vec::new();
+                    for (i, failed) in pending.into_iter().zip(failed) {
+                        if failed {
+                            outcomes[i] = Some(Ok(None));
+                        } else {
+                            rest.push(i);
+                        }
+                    }
+                    pending = rest;
+                }
+                Ok(Err(Cancelled::Conflict)) => back_off(attempt).await,
+                Err(error) => {
+                    let cause = error.to_string();
+                    for i in pending.drain(..) {
+                        outcomes[i] = Some(Err(Error::storage(cause.clone())));
+                    }
+                }
+            }
+        }
+        outcomes
+            .into_iter()
+            .map(|outcome| outcome.unwrap_or_else(|| Err(Error::storage("lease takes kept conflicting"))))
+            .collect()
     }
 }
 
@@ -167,6 +256,14 @@ impl Leases for DynamoRegistry {
     async fn take(&self, instance: &InstanceId, holder: &Holder, expected: &Lease) -> Result<Option<Lease>> {
         let next = Lease { holder: Some(holder.clone()), fence: expected.fence + 1 };
         Ok(self.swap_lease(instance, expected, &next).await?.then_some(next))
+    }
+
+    async fn take_all(&self, orphans: &[(InstanceId, Lease)], holder: &Holder) -> Vec<Result<Option<Lease>>> {
+        let mut taken = Vec::with_capacity(orphans.len());
+        for batch in orphans.chunks(TRANSACTION_ITEMS) {
+            taken.extend(self.take_some(batch, holder).await);
+        }
+        taken
     }
 
     async fn release(&self, instance: &InstanceId, held: &Lease) -> Result<bool> {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::registry::{FileRegistry, apply_change, from_json, storage, to_json};
 use crate::domain::{Holder, HostId, HostRecord, Instance, InstanceChange, InstanceId, Lease};
@@ -31,7 +31,19 @@ fn swap_lease(
     next: &Lease,
 ) -> Result<bool> {
     let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(storage)?;
-    if read_lease(&tx, instance)?.fence != expected.fence {
+    let swapped = swap_lease_in(&tx, instance, expected, next)?;
+    tx.commit().map_err(storage)?;
+    Ok(swapped)
+}
+
+/// [`swap_lease`] inside the caller's transaction.
+fn swap_lease_in(
+    tx: &Transaction<'_>,
+    instance: &InstanceId,
+    expected: &Lease,
+    next: &Lease,
+) -> Result<bool> {
+    if read_lease(tx, instance)?.fence != expected.fence {
         return Ok(false);
     }
     let host = next.holder.as_ref().map(|h| h.host.as_str());
@@ -41,7 +53,6 @@ fn swap_lease(
         params![instance.as_str(), host, next.fence as i64, to_json(next)?],
     )
     .map_err(storage)?;
-    tx.commit().map_err(storage)?;
     Ok(true)
 }
 
@@ -135,6 +146,33 @@ impl Leases for FileRegistry {
             Ok(swap_lease(connection, &instance, &expected, &next)?.then_some(next))
         })
         .await
+    }
+
+    async fn take_all(&self, orphans: &[(InstanceId, Lease)], holder: &Holder) -> Vec<Result<Option<Lease>>> {
+        let (orphans, holder) = (orphans.to_vec(), holder.clone());
+        let count = orphans.len();
+        // One transaction for the lot: one commit instead of one per lease.
+        let taken = self
+            .write(move |connection, _| {
+                let tx =
+                    connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(storage)?;
+                let mut taken = Vec::with_capacity(orphans.len());
+                for (instance, expected) in &orphans {
+                    let next = Lease { holder: Some(holder.clone()), fence: expected.fence + 1 };
+                    taken.push(swap_lease_in(&tx, instance, expected, &next)?.then_some(next));
+                }
+                tx.commit().map_err(storage)?;
+                Ok(taken)
+            })
+            .await;
+        match taken {
+            Ok(taken) => taken.into_iter().map(Ok).collect(),
+            // Nothing was written: every take failed alike.
+            Err(error) => {
+                let cause = error.to_string();
+                (0..count).map(|_| Err(Error::storage(cause.clone()))).collect()
+            }
+        }
     }
 
     async fn release(&self, instance: &InstanceId, held: &Lease) -> Result<bool> {
