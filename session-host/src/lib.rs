@@ -28,6 +28,7 @@ pub mod metrics;
 mod pacing;
 pub mod protection;
 pub mod proxy;
+mod retry;
 mod routed;
 pub mod runtime;
 mod session;

@@ -52,7 +52,15 @@ pub struct HostContext<F> {
     pub(crate) pacer: Arc<Pacer>,
     /// Each session's last recorded state, for the per-state metric.
     pub(crate) states: SessionStates,
+    /// Bounds the taken-over sessions writing their `connecting` at once (`session/ownership.rs`).
+    pub(crate) resumes: tokio::sync::Semaphore,
 }
+
+/// Taken-over sessions that read their instance and write their `connecting` at once. A takeover
+/// spawns hundreds of sessions in one go; unbounded, they were hundreds of requests (and new
+/// connections) on the store in the same instant, which an emulator refused and DynamoDB would
+/// throttle. At a store round trip of 10 to 20 ms, 16 still write several hundred a second.
+const RESUMES_AT_ONCE: usize = 16;
 
 /// How long one receive waits on the command queue (a long poll on SQS).
 const RECEIVE_WAIT: Duration = Duration::from_secs(20);
@@ -137,6 +145,7 @@ impl<F: ClientFactory> SessionHost<F> {
                 factory,
                 pacer,
                 states: SessionStates::default(),
+                resumes: tokio::sync::Semaphore::new(RESUMES_AT_ONCE),
             }),
             sessions: HashMap::new(),
             gauge: SessionsGauge::default(),

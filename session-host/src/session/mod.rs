@@ -28,6 +28,7 @@ use self::phase::{Link, Pairing, Phase, Running, Stage, next_event};
 use self::store::StoreClaim;
 use crate::client::{ClientEvent, ClientFactory, SessionClient, StartSpec};
 use crate::fleet::HostContext;
+use crate::retry;
 use crate::routed::Routed;
 
 /// A proxy as a client dials it: the configuration and its opened password.
@@ -496,11 +497,17 @@ impl<F: ClientFactory> Session<F> {
             display_status: None,
         };
         let change = InstanceChange::Session { connection, profile: self.profile.clone() };
-        let leases = &self.ctx.ports.leases;
-        let written = match &self.known {
-            Some(known) => leases.update_instance_fenced_from(known, change, Utc::now(), &self.lease).await,
-            None => leases.update_instance_fenced(&self.instance, change, Utc::now(), &self.lease).await,
-        };
+        let (leases, known, lease) = (&self.ctx.ports.leases, &self.known, &self.lease);
+        let (instance, change) = (&self.instance, &change);
+        let written = retry::while_unavailable("state write", move || async move {
+            match known {
+                Some(known) => {
+                    leases.update_instance_fenced_from(known, change.clone(), Utc::now(), lease).await
+                }
+                None => leases.update_instance_fenced(instance, change.clone(), Utc::now(), lease).await,
+            }
+        })
+        .await;
         match written {
             Ok(instance) => {
                 self.known = Some(instance);
@@ -520,8 +527,10 @@ impl<F: ClientFactory> Session<F> {
     }
 
     async fn publish(&self, change: &StateChange) {
+        // Made once: a retry sends the same event, with the same id, for subscribers to dedupe.
         let event = Event::state(self.instance.clone(), change, Utc::now());
-        if let Err(error) = self.ctx.ports.events.send(&event).await {
+        let events = &self.ctx.ports.events;
+        if let Err(error) = retry::while_unavailable("event", || events.send(&event)).await {
             tracing::error!(%error, "event not published");
         }
     }

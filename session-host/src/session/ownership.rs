@@ -74,11 +74,14 @@ impl<F: ClientFactory> Session<F> {
     /// logs in again from its saved store; a pairing cut short ends `disconnected`; anything else
     /// (logged out, banned, disconnected, deleted) stays as it is.
     ///
-    /// Only the `connecting` is written at once: a dead host's `connected` is stale from the
-    /// moment it was taken over. Reading the store (hundreds of kilobytes) and the rest wait for
+    /// Only the `connecting` is written at once (a few sessions at a time: `RESUMES_AT_ONCE`): a
+    /// dead host's `connected` is stale from the moment it was taken over. Reading the store (hundreds of kilobytes) and the rest wait for
     /// the start's turn, since a takeover of a thousand sessions that read every store at once
     /// slowed the store until the adopters' heartbeats no longer went through.
     pub(super) async fn resume(&mut self) {
+        let ctx = self.ctx.clone();
+        // Never closed, so the permit always comes; it is held only for the read and the write.
+        let permit = ctx.resumes.acquire().await.ok();
         let Some(instance) = self.load_instance().await else { return };
         let state = instance.connection.state;
         if !matches!(state, InstanceState::Connected | InstanceState::Connecting) {
@@ -90,6 +93,7 @@ impl<F: ClientFactory> Session<F> {
                 (instance.connection.number_jid.clone(), instance.profile.clone());
             self.transition(InstanceState::Connecting, StateChange::Connecting).await;
         }
+        drop(permit);
         if !self.turn_to_log_in().await {
             return;
         }
