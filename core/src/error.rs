@@ -73,8 +73,10 @@ pub enum Error {
     HostSuperseded,
     #[error("a sealed secret could not be opened")]
     Unseal,
-    #[error("storage unavailable")]
-    Storage(#[source] BoxError),
+    /// Its cause is in the text, so that a log line with the error says what failed (the HTTP
+    /// layer answers with a fixed message and never shows it).
+    #[error("storage unavailable: {0}")]
+    Storage(BoxError),
 }
 
 impl Error {
