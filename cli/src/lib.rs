@@ -318,16 +318,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(listen = %listener.local_addr()?, backend = ?args.data.backend, data_dir = %args.data.data_dir.display(), "serving");
     // One stop for both: a signal ends the API's intake and the sessions (each saves its store).
     let stop = CancellationToken::new();
-    let linger = host.linger();
     // The host ends on a signal, or by itself when superseded: then the whole server stops.
-    let host = tokio::spawn({
-        let stop = stop.clone();
-        async move {
-            let stopped = host.run(stop.clone()).await;
-            stop.cancel();
-            stopped
-        }
-    });
+    let host = host.run_in_task(stop.clone());
     let dispatching = tokio::spawn(dispatcher.run(events, deliveries, stop.clone().cancelled_owned()));
     let api =
         ryze_functions::server::serve(listener, app, stop.clone().cancelled_owned(), args.server.limits());
@@ -340,7 +332,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     tokio::join!(api, signals);
     host.await??;
-    linger.wait().await;
     dispatching.await?;
     if args.data.backend == Backend::Aws {
         let _ = std::fs::remove_dir_all(&work_dir);

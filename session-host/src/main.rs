@@ -112,23 +112,14 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         host.protected_sessions().subscribe(),
         stop.clone(),
     ));
-    let linger = host.linger();
     // The host ends on SIGTERM, or by itself when it was superseded; either way everything stops.
-    let host = tokio::spawn({
-        let stop = stop.clone();
-        async move {
-            let stopped = host.run(stop.clone()).await;
-            stop.cancel();
-            stopped
-        }
-    });
+    let host = host.run_in_task(stop.clone());
     tokio::select! {
         () = shutdown_signal() => tracing::info!("stopping: sessions save their stores and go to other hosts"),
         () = stop.cancelled() => {}
     }
     stop.cancel();
     let stopped = host.await?;
-    linger.wait().await;
     // The drain brought the count to 0: protection goes off (three tries at most, 5 s each).
     if tokio::time::timeout(Duration::from_secs(20), protection).await.is_err() {
         tracing::warn!("scale-in protection not turned off in time; it expires by itself");

@@ -39,22 +39,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let factory = WhatsAppFactory::new(&config)?;
     let host = SessionHost::new(ports, keys, config, factory);
     let stop = CancellationToken::new();
-    let linger = host.linger();
-    let running = tokio::spawn({
-        let stop = stop.clone();
-        async move {
-            let stopped = host.run(stop.clone()).await;
-            stop.cancel();
-            stopped
-        }
-    });
+    let running = host.run_in_task(stop.clone());
     tokio::select! {
         () = shutdown_signal() => {}
         () = stop.cancelled() => {}
     }
     stop.cancel();
     let stopped = running.await?;
-    linger.wait().await;
     stopped?;
     Ok(())
 }

@@ -182,6 +182,22 @@ impl<F: ClientFactory> SessionHost<F> {
         self.sessions.len() < self.ctx.config.max_sessions
     }
 
+    /// What a process runs: [`Self::run`] in a task of its own that also cancels `stop` when the
+    /// host ends by itself (superseded), so that whatever shares `stop` (the API, the dispatcher)
+    /// stops with it; the task ends once the linger is waited out, when the process may exit.
+    pub fn run_in_task(self, stop: CancellationToken) -> tokio::task::JoinHandle<Result<(), HostError>>
+    where
+        F: 'static,
+    {
+        let linger = self.linger();
+        tokio::spawn(async move {
+            let stopped = self.run(stop.clone()).await;
+            stop.cancel();
+            linger.wait().await;
+            stopped
+        })
+    }
+
     /// Serves commands until `shutdown` is cancelled, then hands every session over (each saves
     /// its credential store first) before returning. Returns an error at once when this start was
     /// superseded (judged dead and replaced): a process should then exit.
