@@ -91,4 +91,13 @@ impl Error {
     pub fn storage(cause: impl Into<BoxError>) -> Self {
         Self::Storage(cause.into())
     }
+
+    /// This failure again, as a storage failure with the same cause: for each item of a batch
+    /// that failed as a whole (the error itself cannot be cloned).
+    pub(crate) fn for_each_item(&self) -> Self {
+        match self {
+            Self::Storage(cause) => Self::storage(cause.to_string()),
+            other => Self::storage(other.to_string()),
+        }
+    }
 }

@@ -82,8 +82,6 @@ pub fn aws_process_env(
     env
 }
 
-/// A number from the environment, or `default` when unset or blank (the benches' and chaos run's
-/// timing variables).
 /// `target/<profile>/examples/<name>`, an example of this crate beside the running test binary:
 /// `cargo test` and `cargo nextest run` build examples when no target filter is given.
 pub fn example_binary(name: &str) -> std::path::PathBuf {
@@ -98,6 +96,8 @@ pub fn example_binary(name: &str) -> std::path::PathBuf {
     binary
 }
 
+/// A number from the environment, or `default` when unset or blank (the benches' and chaos run's
+/// timing variables).
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
     match std::env::var(name) {
         Ok(value) if !value.trim().is_empty() => {

@@ -90,7 +90,7 @@ pub struct SessionHost<F: ClientFactory> {
 /// How long the process should stay up after the host stopped, so that a long poll it abandoned
 /// can still hand back what it took (set by the drain; zero when nothing is at stake).
 #[derive(Debug, Clone, Default)]
-pub struct Linger(Arc<std::sync::Mutex<Duration>>);
+pub(crate) struct Linger(Arc<std::sync::Mutex<Duration>>);
 
 impl Linger {
     pub fn get(&self) -> Duration {
@@ -169,7 +169,7 @@ impl<F: ClientFactory> SessionHost<F> {
     }
 
     /// How long the process should stay up once `run` returned (see [`Linger`]).
-    pub fn linger(&self) -> Linger {
+    fn linger(&self) -> Linger {
         self.linger.clone()
     }
 

@@ -35,15 +35,18 @@ impl<F: ClientFactory> SessionHost<F> {
         // Pass after pass until nothing is left or a pass takes nothing: hosts racing for one dead
         // host's leases each take a share per pass, and what a race left them goes in the next
         // pass rather than on the next beat.
-        loop {
+        let cleared = loop {
             let orphans = match running.membership.orphans_of(gone).await {
                 Ok(orphans) => orphans,
                 Err(error) => return tracing::error!(%error, "orphaned leases unreadable"),
             };
-            if orphans.is_empty() || self.take_share(running, gone, &orphans, dead, stop).await == 0 {
-                break;
+            if orphans.is_empty() {
+                break true;
             }
-        }
+            if self.take_share(running, gone, &orphans, dead, stop).await == 0 {
+                break false;
+            }
+        };
         let Some(record) = record else { return };
         // What waited in the dead host's channel (its unapplied commands are visible again by now:
         // `LeaseTiming::command_visibility`) moves to this host's own channel, durably and in
@@ -68,17 +71,17 @@ impl<F: ClientFactory> SessionHost<F> {
                 }
             }
         }
-        match running.membership.orphans_of(gone).await {
-            Ok(left) if left.is_empty() => {
-                if let Err(error) = self.ctx.ports.channels.close(&record.channel).await {
-                    tracing::warn!(%error, "dead host's channel not removed");
-                }
-                if let Err(error) = running.membership.bury(record).await {
-                    tracing::warn!(%error, "dead host not removed");
-                }
+        // A last pass that took nothing may have lost the rest to other hosts meanwhile: look again.
+        let cleared =
+            cleared || matches!(running.membership.orphans_of(gone).await, Ok(left) if left.is_empty());
+        // Else the rest is for hosts with more room, or for this one's next beat.
+        if cleared {
+            if let Err(error) = self.ctx.ports.channels.close(&record.channel).await {
+                tracing::warn!(%error, "dead host's channel not removed");
             }
-            // The rest is for hosts with more room, or for this one's next beat.
-            _ => {}
+            if let Err(error) = running.membership.bury(record).await {
+                tracing::warn!(%error, "dead host not removed");
+            }
         }
     }
 

@@ -75,9 +75,10 @@ impl<F: ClientFactory> Session<F> {
     /// (logged out, banned, disconnected, deleted) stays as it is.
     ///
     /// Only the `connecting` is written at once (a few sessions at a time: `RESUMES_AT_ONCE`): a
-    /// dead host's `connected` is stale from the moment it was taken over. Reading the store (hundreds of kilobytes) and the rest wait for
-    /// the start's turn, since a takeover of a thousand sessions that read every store at once
-    /// slowed the store until the adopters' heartbeats no longer went through.
+    /// dead host's `connected` is stale from the moment it was taken over. Reading the store
+    /// (hundreds of kilobytes) and the rest wait for the start's turn, since a takeover of a
+    /// thousand sessions that read every store at once slowed the store until the adopters'
+    /// heartbeats no longer went through.
     pub(super) async fn resume(&mut self) {
         let ctx = self.ctx.clone();
         // Never closed, so the permit always comes; it is held only for the read and the write.

@@ -6,6 +6,7 @@
 //! with one consistent query; a beat is an atomic `ADD` on the record's counter, conditioned on the
 //! epoch, so a host that another start of its id replaced learns it at its next beat.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -36,13 +37,12 @@ fn host_record(item: &Item) -> Result<Option<HostRecord>> {
 /// The most writes one DynamoDB transaction takes.
 const TRANSACTION_ITEMS: usize = 100;
 
-/// The lease's item as `next`, indexed under its holder's host, and the condition that it is
-/// still `expected` (with the condition's value, if it has one).
-fn lease_write(
-    instance: &InstanceId,
-    expected: &Lease,
-    next: &Lease,
-) -> Result<(Item, &'static str, Option<AttributeValue>)> {
+/// A lease write: the item, its condition, and the condition's values (none for a first take).
+type LeaseWrite = (Item, &'static str, Option<HashMap<String, AttributeValue>>);
+
+/// The lease's item as `next`, indexed under its holder's host, on condition that it is still
+/// `expected`.
+fn lease_write(instance: &InstanceId, expected: &Lease, next: &Lease) -> Result<LeaseWrite> {
     let mut item =
         items::with(items::lease_key(instance), [(items::DOC, items::json(next)?), (FENCE, n(next.fence))]);
     if let Some(holder) = &next.holder {
@@ -52,24 +52,21 @@ fn lease_write(
     Ok(if expected.fence == 0 {
         (item, "attribute_not_exists(pk)", None)
     } else {
-        (item, "fence = :expected", Some(n(expected.fence)))
+        (item, "fence = :expected", Some([(":expected".to_owned(), n(expected.fence))].into()))
     })
 }
 
 impl DynamoRegistry {
     /// Writes `next` if the lease's fence is still `expected`'s; `false` when it moved on.
     async fn swap_lease(&self, instance: &InstanceId, expected: &Lease, next: &Lease) -> Result<bool> {
-        let (item, condition, value) = lease_write(instance, expected, next)?;
+        let (item, condition, values) = lease_write(instance, expected, next)?;
         let put = self
             .client
             .put_item()
             .table_name(&*self.table)
             .set_item(Some(item))
-            .condition_expression(condition);
-        let put = match value {
-            Some(value) => put.expression_attribute_values(":expected", value),
-            None => put,
-        };
+            .condition_expression(condition)
+            .set_expression_attribute_values(values);
         match put.send().await {
             Ok(_) => Ok(true),
             Err(error) if is_condition_failure(&error) => Ok(false),
@@ -98,14 +95,12 @@ impl DynamoRegistry {
                 .iter()
                 .map(|&i| {
                     let (instance, expected) = &orphans[i];
-                    let (item, condition, value) = lease_write(instance, expected, &next(expected))?;
+                    let (item, condition, values) = lease_write(instance, expected, &next(expected))?;
                     let put = Put::builder()
                         .table_name(&*self.table)
                         .set_item(Some(item))
                         .condition_expression(condition)
-                        .set_expression_attribute_values(
-                            value.map(|value| [(":expected".to_owned(), value)].into()),
-                        )
+                        .set_expression_attribute_values(values)
                         .build()
                         .map_err(Error::storage)?;
                     Ok(TransactWriteItem::builder().put(put).build())
@@ -134,9 +129,8 @@ impl DynamoRegistry {
                 }
                 Ok(Err(Cancelled::Conflict)) => back_off(attempt).await,
                 Err(error) => {
-                    let cause = error.to_string();
                     for i in pending.drain(..) {
-                        outcomes[i] = Some(Err(Error::storage(cause.clone())));
+                        outcomes[i] = Some(Err(error.for_each_item()));
                     }
                 }
             }

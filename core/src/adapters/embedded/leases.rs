@@ -168,10 +168,7 @@ impl Leases for FileRegistry {
         match taken {
             Ok(taken) => taken.into_iter().map(Ok).collect(),
             // Nothing was written: every take failed alike.
-            Err(error) => {
-                let cause = error.to_string();
-                (0..count).map(|_| Err(Error::storage(cause.clone()))).collect()
-            }
+            Err(error) => (0..count).map(|_| Err(error.for_each_item())).collect(),
         }
     }
 
